@@ -1,0 +1,113 @@
+# ratio_losses: the two commands of the README, and the steps they stand on.
+#   make reproduce   the CPU reproduction profile on real data (for now: one epoch on Fashion-MNIST)
+#   make test        notebooks clean and in sync with the package, the notebooks' tests, pytest
+# Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
+# and reuse it on the next run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.ratio_losses-installed
+
+# torch and torchvision are pinned together: an unpinned torchvision beside another torch does not import.
+# These are the releases this project is tested with (x86_64: a CUDA build that also runs on the CPU).
+ifeq ($(shell uname -m),aarch64)
+TORCH_PINS ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+endif
+
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+export MPLBACKEND := Agg
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup venv data test check-clean check-export nbdev-test nbdev-test-slow pytest reproduce bench clean-venv
+
+help:
+	@echo "make reproduce   train on real data (CPU profile) and report the results"
+	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
+	@echo "make bench       benchmarks/ (data pipeline)"
+	@echo "make setup       only create .venv and fetch the offline data"
+
+## --- setup ---------------------------------------------------------------------------------------
+
+# Re-run when the dependencies change; otherwise reuse the venv as it is.
+$(STAMP): settings.ini setup.py
+	@[ -x $(PY) ] || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --disable-pip-version-check $(TORCH_PINS) -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name ratio_losses --display-name 'Python 3 (ratio_losses)'
+	@$(PY) -c "import torch, torchvision, ratio_losses; print('installed: torch', torch.__version__, '| torchvision', torchvision.__version__, '| ratio_losses', ratio_losses.__version__)"
+	@touch $@
+
+venv: $(STAMP)
+
+# Fashion-MNIST from Debian's package where apt is available (read in place, unpacked into the cache).
+data:
+	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST: $(FASHION_MNIST_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { \
+	    $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  || { echo "error: could not install dataset-fashion-mnist with apt-get (root or passwordless sudo needed)"; exit 1; }; \
+	else \
+	  echo "warning: no apt-get here. Put the four Fashion-MNIST .gz files in a folder and set RATIO_LOSSES_DATA to it."; \
+	fi
+
+setup: $(STAMP) data
+
+## --- the two commands ----------------------------------------------------------------------------
+
+reproduce: setup
+	$(BIN)/ratio-losses train --dataset fashion_mnist --epochs 1
+
+test: setup check-clean check-export nbdev-test pytest
+	@echo "make test: all checks passed"
+
+## --- the parts of `make test` --------------------------------------------------------------------
+
+# Names and contents of the files below a folder, so that changed and new files both show.
+fingerprint = find $(1) -type f -name '$(2)' -not -path '*/.ipynb_checkpoints/*' -not -path '*/__pycache__/*' -print0 \
+	| sort -z | xargs -0 sha1sum
+
+check-clean: $(STAMP)
+	@before="$$($(call fingerprint,nbs,*.ipynb))"; \
+	$(BIN)/nbdev_clean; \
+	after="$$($(call fingerprint,nbs,*.ipynb))"; \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "FAIL: nbdev_clean changed these notebooks; they are clean now, commit them:"; \
+	  diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /  /p'; exit 1; fi; \
+	echo "ok: notebooks are clean (nbdev_clean changes nothing)"
+
+check-export: $(STAMP)
+	@before="$$($(call fingerprint,ratio_losses,*.py))"; \
+	$(BIN)/nbdev_export; \
+	after="$$($(call fingerprint,ratio_losses,*.py))"; \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "FAIL: ratio_losses/ was out of sync with nbs/; nbdev_export rewrote these, commit them with their notebooks:"; \
+	  diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /  /p'; exit 1; fi; \
+	echo "ok: ratio_losses/ is what nbs/ exports (nbdev_export changes nothing)"
+
+# One worker: torch on 2 cores gains nothing from running notebooks side by side. Cells marked `#| slow` are
+# skipped here; `make nbdev-test-slow` runs them too.
+nbdev-test: $(STAMP) data
+	$(BIN)/nbdev_test --n_workers 1 --timing
+
+nbdev-test-slow: $(STAMP) data
+	$(BIN)/nbdev_test --n_workers 1 --timing --flags slow
+
+pytest: $(STAMP) data
+	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) benchmarks/data_pipeline.py
+
+clean-venv:
+	rm -rf $(VENV)

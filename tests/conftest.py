@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/layouts.py
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    "Every test gets its own cache directory and no $RATIO_LOSSES_DATA, so tests cannot see each other's files."
+    monkeypatch.setenv('RATIO_LOSSES_CACHE', str(tmp_path_factory.mktemp('cache')))
+    monkeypatch.delenv('RATIO_LOSSES_DATA', raising=False)
+
+
+@pytest.fixture
+def fashion_mnist_dir():
+    """Debian's Fashion-MNIST folder. Skipped where it is not installed, except in CI (`CI` set), where
+    `make test` installs it and a missing copy must fail rather than skip."""
+    from ratio_losses.data import DEBIAN_FASHION_MNIST
+    if not (DEBIAN_FASHION_MNIST/'train-images-idx3-ubyte.gz').is_file():
+        msg = f'Fashion-MNIST is not in {DEBIAN_FASHION_MNIST} (apt-get install dataset-fashion-mnist)'
+        if os.environ.get('CI'): pytest.fail(msg)
+        pytest.skip(msg)
+    return DEBIAN_FASHION_MNIST
