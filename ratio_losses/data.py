@@ -234,7 +234,7 @@ _load_fashion_mnist = _register(DatasetInfo(
 _load_mnist = _register(DatasetInfo(
     'mnist', 'MNIST', 10, ('train', 'test'), (1, 28, 28), (0.1307,), (0.3081,), tuple(str(i) for i in range(10)),
     "the four .gz IDX files of the MNIST database (yann.lecun.com/exdb/mnist or a mirror), or download=True", True,
-    used_by='CRL Table II (NLLR paper setting)'))(_idx_loader('mnist', tvd.MNIST, 'MNIST'))
+    used_by='CC Tables 1, 4, 5 and Fig. 3'))(_idx_loader('mnist', tvd.MNIST, 'MNIST'))
 
 # %% ../nbs/01_data.ipynb #80e93275
 def _tv_loader(name: str, subdirs, marker, make):
@@ -262,20 +262,20 @@ _load_cifar10 = _register(DatasetInfo(
     'cifar10', 'CIFAR-10', 10, ('train', 'test'), (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
     ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'),
     "cifar-10-python.tar.gz from www.cs.toronto.edu/~kriz/cifar.html, extracted (folder cifar-10-batches-py), "
-    "or download=True", True, used_by='CRL Tables I, III, IV; CC Tables 1-5; MSL Tables 2-3'))(
+    "or download=True", True, used_by='CRL Tables I-V; MSL Sec. 4.1, Fig. 1, 3'))(
     _tv_loader('cifar10', ('', 'cifar10', 'CIFAR10', 'cifar'), lambda s: _has('cifar-10-batches-py/batches.meta'), _cifar(tvd.CIFAR10)))
 
 _load_cifar100 = _register(DatasetInfo(
     'cifar100', 'CIFAR-100', 100, ('train', 'test'), (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
     None, "cifar-100-python.tar.gz from www.cs.toronto.edu/~kriz/cifar.html, extracted (folder cifar-100-python), "
-    "or download=True", True, used_by='CRL Tables I, III, IV; CC Table 1; MSL Table 2'))(
+    "or download=True", True, used_by='CRL Tables I, III-V; CC Tables 1, 2, 4, 5; MSL Tables 2, 3'))(
     _tv_loader('cifar100', ('', 'cifar100', 'CIFAR100', 'cifar'), lambda s: _has('cifar-100-python/meta'), _cifar(tvd.CIFAR100)))
 
 _load_svhn = _register(DatasetInfo(
     'svhn', 'SVHN (cropped digits)', 10, ('train', 'test', 'extra'), (3, 32, 32), (0.4377, 0.4438, 0.4728),
     (0.1980, 0.2010, 0.1970), tuple(str(i) for i in range(10)),
     "train_32x32.mat, test_32x32.mat (and extra_32x32.mat) from ufldl.stanford.edu/housenumbers, or download=True",
-    True, used_by='CRL Table III; CC Table 1; MSL Table 2'))(
+    True, used_by='CRL Table V; MSL Sec. 4.3, Fig. 5'))(
     _tv_loader('svhn', ('', 'svhn', 'SVHN'), lambda s: _has(f'{s}_32x32.mat'), _svhn))
 
 # %% ../nbs/01_data.ipynb #b05b8d79
@@ -322,7 +322,7 @@ _CUB_FILES = ('images.txt', 'image_class_labels.txt', 'train_test_split.txt', 'c
 @_register(DatasetInfo(
     'cub200', 'CUB-200-2011', 200, ('train', 'test'), None, IMAGENET_MEAN, IMAGENET_STD, None,
     "CUB_200_2011.tgz from www.vision.caltech.edu/datasets/cub_200_2011, extracted (folder CUB_200_2011)", False,
-    used_by='CRL Table VI; fine-grained Tables 2-5'))
+    used_by='CRL Table VI; fine-grained Tables 2, 4, 5'))
 def _load_cub200(root, split):
     d = _locate('cub200', root, ('', 'CUB_200_2011', 'cub200', 'CUB_200_2011/CUB_200_2011'), _has(*_CUB_FILES))
     paths = {i: p for i, p in _read_table(d/'images.txt')}
@@ -336,7 +336,7 @@ def _load_cub200(root, split):
     'stanford_cars', 'Stanford Cars', 196, ('train', 'test'), None, IMAGENET_MEAN, IMAGENET_STD, None,
     "cars_train.tgz, cars_test.tgz, car_devkit.tgz and cars_test_annos_withlabels.mat (the original site is offline; "
     "mirrors exist), extracted into <root>/stanford_cars/ as torchvision.datasets.StanfordCars expects", False,
-    used_by='CRL Table VI; fine-grained Tables 2-4'))
+    used_by='CRL Table VI; CC Tables 1, 2, 4, 5; fine-grained Table 2'))
 def _load_stanford_cars(root, split):
     ann = 'devkit/cars_train_annos.mat' if split == 'train' else 'cars_test_annos_withlabels.mat'
     d = _locate('stanford_cars', root, ('', 'cars'), _has('stanford_cars/devkit/cars_meta.mat', f'stanford_cars/{ann}'))
@@ -345,7 +345,7 @@ def _load_stanford_cars(root, split):
 @_register(DatasetInfo(
     'fgvc_aircraft', 'FGVC-Aircraft (variants)', 100, ('train', 'val', 'trainval', 'test'), None, IMAGENET_MEAN,
     IMAGENET_STD, None, "fgvc-aircraft-2013b.tar.gz from www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft, extracted, "
-    "or download=True", False, used_by='fine-grained Tables 2-4'))
+    "or download=True", False, used_by='fine-grained Table 2'))
 def _load_fgvc_aircraft(root, split, download=False, annotation_level='variant'):
     if annotation_level not in ('variant', 'family', 'manufacturer'):
         raise ValueError(f"annotation_level={annotation_level!r} must be 'variant', 'family' or 'manufacturer'")
@@ -366,7 +366,7 @@ def _dogs_list(d: Path, split: str) -> Path:
 @_register(DatasetInfo(
     'stanford_dogs', 'Stanford Dogs', 120, ('train', 'test'), None, IMAGENET_MEAN, IMAGENET_STD, None,
     "images.tar and lists.tar from vision.stanford.edu/aditya86/ImageNetDogs, extracted into one folder "
-    "(Images/ and train_list.mat, test_list.mat)", False, used_by='fine-grained Tables 2-4'))
+    "(Images/ and train_list.mat, test_list.mat)", False, used_by='fine-grained Table 2'))
 def _load_stanford_dogs(root, split):
     from scipy.io import loadmat
     d = _locate('stanford_dogs', root, ('', 'stanford_dogs', 'StanfordDogs', 'dogs'),
