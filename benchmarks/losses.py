@@ -1,0 +1,74 @@
+"""Forward + backward time of each loss relative to F.cross_entropy, measured in the same run.
+
+B = 256 float32 logits, C in {10, 100, 1000}, on the CPU (or --device). Each round times F.cross_entropy and every
+loss back to back with torch.utils.benchmark; the table gives the median over rounds of (loss time / CE time), so
+that drifts of a shared machine hit both sides of a ratio alike. `checks on` is the default behaviour (target range
+and finite logits verified on every call, one device sync); `checks off` is inside `validation(False)`.
+
+    python benchmarks/losses.py [--rounds 7] [--min-time 0.2] [--device cpu] [--quick]
+
+Targets (issue "losses"): CRL and NLLR <= 1.3x, CCE and GCE <= 2x.
+"""
+import argparse
+import platform
+import statistics
+
+import torch
+import torch.nn.functional as F
+from torch.utils import benchmark
+
+import ratio_losses.losses as L
+from ratio_losses.core import get_device
+
+LOSSES = {
+    'cross_entropy (ours)': (L.cross_entropy, None),
+    'nllr_loss': (L.nllr_loss, 1.3),
+    'competing_ratio_loss': (L.competing_ratio_loss, 1.3),
+    'categorical_cross_entropy': (L.categorical_cross_entropy, 2.0),
+    'gradient_boosting_cross_entropy k=15': (lambda x, t: L.gradient_boosting_cross_entropy(x, t, 15), 2.0),
+}
+
+
+def time_us(fn, x, t, min_time):
+    stmt = 'x.grad = None; fn(x, t).backward()'
+    return benchmark.Timer(stmt, globals=dict(fn=fn, x=x, t=t)).blocked_autorange(min_run_time=min_time).median * 1e6
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--rounds', type=int, default=7)
+    p.add_argument('--min-time', type=float, default=0.2, help='seconds per timing')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--quick', action='store_true', help='one short round: a smoke run, not a measurement')
+    args = p.parse_args()
+    rounds, min_time = (1, 0.02) if args.quick else (args.rounds, args.min_time)
+    device = get_device(args.device)
+    sizes = (10, 100, 1000)
+    print(f'B = 256, float32, device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, '
+          f'Python {platform.python_version()}; median of {rounds} rounds')
+    ratios = {(name, checks, C): [] for name in LOSSES for checks in (True, False) for C in sizes}
+    base_us = {C: [] for C in sizes}
+    for C in sizes:
+        g = torch.Generator().manual_seed(C)
+        x = (torch.randn(256, C, generator=g) * 3).to(device).requires_grad_()
+        t = torch.randint(0, C, (256,), generator=g).to(device)
+        for _ in range(rounds):
+            base = time_us(F.cross_entropy, x, t, min_time)
+            base_us[C].append(base)
+            for name, (fn, _) in LOSSES.items():
+                for checks in (True, False):
+                    with L.validation(checks):
+                        ratios[name, checks, C].append(time_us(fn, x, t, min_time) / base)
+    print(f"\n{'':40}" + ''.join(f'{f"C={C}":>10}' for C in sizes) + '    target')
+    print(f"{'F.cross_entropy (µs, median)':40}" + ''.join(f'{statistics.median(base_us[C]):10.0f}' for C in sizes))
+    for checks in (True, False):
+        print(f"× F.cross_entropy, checks {'on' if checks else 'off'}")
+        for name, (_, target) in LOSSES.items():
+            r = [statistics.median(ratios[name, checks, C]) for C in sizes]
+            verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + ','.join(str(C) for C, v in zip(sizes, r) if v > target)}"
+            print(f'  {name:38}' + ''.join(f'{v:9.2f}×' for v in r) + verdict)
+    if args.quick: print('[--quick: a smoke run, not a measurement]')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,19 @@
+"""The benchmark scripts still run (smoke mode: tiny sizes, one round). They measure; nothing here asserts a speed."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize('script,expect', [
+    ('data_pipeline.py', ['pipeline alone', 'DataLoader + PIL, 2 workers', 'end to end']),
+    ('losses.py', ['competing_ratio_loss', 'gradient_boosting_cross_entropy', 'checks off']),
+])
+def test_benchmark_runs(script, expect, fashion_mnist_dir):
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/script), '--quick'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for text in expect: assert text in r.stdout
+    assert 'smoke run, not a measurement' in r.stdout
