@@ -313,11 +313,9 @@ def channel_correlation_loss(logits: torch.Tensor, attention: torch.Tensor, targ
     "CC-Loss $L_{CE}(P_2) + \\lambda L_{intra}/(L_{inter}+\\epsilon)$ (CC eq. 8-9; λ = 1)."
     lam = _check_number('lam', lam, what=' (CC eq. 8; the paper uses 1)')
     eps = _check_number('eps', eps, low_open=True, what=' (CC eq. 8)')
+    _check_reduction(reduction)
     ce = cross_entropy(logits, target, reduction='none')
-    return _reduce(ce + lam * channel_correlation_ratio(attention, target.long(), eps), _valid_reduction(reduction))
-
-def _valid_reduction(reduction):
-    _check_reduction(reduction); return reduction
+    return _reduce(ce + lam * channel_correlation_ratio(attention, target.long(), eps), reduction)
 
 # %% ../nbs/02_losses.ipynb #f33c5a5d
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:

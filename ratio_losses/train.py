@@ -9,24 +9,21 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import ModelOutput
+import torch.nn as nn
+
+from .losses import build_objective
 
 # %% auto #0
-__all__ = ['cross_entropy_objective', 'train_one_epoch', 'evaluate', 'fit']
+__all__ = ['train_one_epoch', 'evaluate', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
-def cross_entropy_objective(output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
-    "Cross-entropy of the logits (CRL eq. 3), averaged over the batch."
-    return F.cross_entropy(output.logits, target)
-
-# %% ../nbs/04_train.ipynb #ecd1be81
 def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, scheduler=None,
                     channels_last: bool = False, progress: bool = True, desc: str = 'train') -> dict:
     "Train for one pass over `loader`; `scheduler.step()` after every batch if given. Returns mean loss and error."
     model.train()
+    if isinstance(objective, nn.Module): objective.train()
     total_loss, errors, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
     for x, y in bar:
@@ -50,6 +47,7 @@ def evaluate(model, objective: Callable, loader, device, *, channels_last: bool 
              desc: str = 'test') -> dict:
     "Mean loss, top-1 and top-5 error over `loader` (top-5 only with at least 5 classes)."
     model.eval()
+    if isinstance(objective, nn.Module): objective.eval()
     total_loss, top1, top5, seen = 0.0, 0, 0, 0
     for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -65,14 +63,16 @@ def evaluate(model, objective: Callable, loader, device, *, channels_last: bool 
     if output.logits.shape[1] >= 5: res['top5_error'] = top5 / seen
     return res
 
-# %% ../nbs/04_train.ipynb #294a7350
+# %% ../nbs/04_train.ipynb #ecd1be81
 def fit(model, train_loader, test_loader, *, epochs: int, lr: float = 0.05, momentum: float = 0.9,
-        weight_decay: float = 5e-4, nesterov: bool = True, objective: Callable = cross_entropy_objective,
+        weight_decay: float = 5e-4, nesterov: bool = True, objective: Callable | None = None,
         device='cpu', channels_last: bool = False, progress: bool = True, log: Callable | None = tqdm.write) -> list[dict]:
     "Train `model` for `epochs` with SGD and a cosine learning rate; returns one record of metrics per epoch."
+    objective = build_objective() if objective is None else objective
     if not isinstance(epochs, int) or epochs < 1: raise ValueError(f"epochs={epochs!r} must be a positive integer")
     if not lr > 0: raise ValueError(f"lr={lr!r} must be > 0")
     model.to(device)
+    if isinstance(objective, nn.Module): objective.to(device)
     if channels_last: model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))

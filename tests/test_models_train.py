@@ -6,7 +6,8 @@ import torch.nn as nn
 from ratio_losses.core import ModelOutput, seed_everything
 from ratio_losses.data import TensorLoader, load_tensors
 from ratio_losses.models import build_model, count_parameters
-from ratio_losses.train import cross_entropy_objective, evaluate, fit
+from ratio_losses.losses import build_objective
+from ratio_losses.train import evaluate, fit
 
 
 @pytest.mark.parametrize('shape', [(1, 28, 28), (3, 32, 32), (1, 8, 8)])
@@ -49,18 +50,19 @@ def test_evaluate_counts_top1_and_top5():
                            [0., 9, 8, 7, 6, 5, 1]])    # target 5: top-5 but not top-1
     y = torch.tensor([0, 6, 5])
     loader = [(torch.zeros(2, 1), y[:2]), (torch.zeros(1, 1), y[2:])]
-    res = evaluate(_Fixed(logits), cross_entropy_objective, loader, 'cpu')
+    res = evaluate(_Fixed(logits), build_objective(), loader, 'cpu')
     assert res['top1_error'] == pytest.approx(2 / 3) and res['top5_error'] == pytest.approx(1 / 3)
     assert res['loss'] == pytest.approx(nn.functional.cross_entropy(logits, y).item())
 
 
-def _digits_fit(seed, epochs=3):
+def _digits_fit(seed, epochs=3, objective=None):
     seed_everything(seed)
     tr, te = load_tensors('digits', 'train'), load_tensors('digits', 'test')
     kw = dict(mean=tr.info.mean, std=tr.info.std)
     model = build_model('small_cnn', in_channels=1, num_classes=10)
     return fit(model, TensorLoader(tr.images, tr.labels, 64, seed=seed, **kw),
-               TensorLoader(te.images, te.labels, 360, shuffle=False, **kw), epochs=epochs, progress=False, log=None)
+               TensorLoader(te.images, te.labels, 360, shuffle=False, **kw), epochs=epochs, progress=False, log=None,
+               objective=objective)
 
 
 def test_fit_learns_digits_and_is_deterministic():
@@ -69,6 +71,14 @@ def test_fit_learns_digits_and_is_deterministic():
     assert [r['train_loss'] for r in a] == [r['train_loss'] for r in b]
     assert a[-1]['train_loss'] < a[0]['train_loss']
     assert a[-1]['test_error'] < 0.1          # chance is 0.9
+
+
+def test_fit_trains_any_objective_and_moves_msl_margin_only_in_training():
+    objective = build_objective({'crl': {}, 'msl': {'patience': 5}})
+    history = _digits_fit(0, epochs=2, objective=objective)
+    msl = objective.regularizers['msl']
+    assert msl.steps == 2 * 23                      # 1437 training images in batches of 64: 23 per epoch; eval adds none
+    assert history[-1]['test_error'] < 0.2 and not objective.training
 
 
 def test_fit_rejects_bad_arguments():
