@@ -56,6 +56,19 @@ def _check_number(name: str, value, low: float = 0.0, low_open: bool = False, wh
         raise ValueError(f"{name}={value!r} must be a finite number {rng}{what}")
     return float(value)
 
+def _check_crl(alpha, beta) -> tuple[float, float]:
+    return (_check_number('alpha', alpha, what=' (CRL eq. 11; the paper uses 1.5)'),
+            _check_number('beta', beta, what=' (CRL eq. 11; the paper uses 1)'))
+
+def _check_k(k) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k={k!r} must be an integer >= 1 (the number of negative classes; fine-grained eq. 10, the paper uses 15)")
+    return k
+
+def _check_cc(lam, eps) -> tuple[float, float]:
+    return (_check_number('lam', lam, what=' (CC eq. 8; the paper uses 1)'),
+            _check_number('eps', eps, low_open=True, what=' (CC eq. 8)'))
+
 def _check_inputs(logits, target) -> tuple[torch.Tensor, torch.Tensor]:
     "Shape and dtype checks (free), then the target range (a value check)."
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
@@ -167,8 +180,7 @@ def competing_ratio_loss(logits: torch.Tensor, target: torch.Tensor, alpha: floa
                          reduction: str = 'mean') -> torch.Tensor:
     """Competing ratio loss $\\beta\\log(\\alpha + \\sum_{k\\ne c} p_k) - \\log p_c$ (CRL eq. 11; defaults α = 1.5, β = 1
     from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR."""
-    alpha = _check_number('alpha', alpha, what=' (CRL eq. 11; the paper uses 1.5)')
-    beta = _check_number('beta', beta, what=' (CRL eq. 11; the paper uses 1)')
+    alpha, beta = _check_crl(alpha, beta)
     _check_reduction(reduction)
     logits, target = _check_inputs(logits, target)
     return _finite(_CompetingRatio.apply(logits, target, alpha, beta, reduction), logits)
@@ -279,8 +291,7 @@ class _GradientBoostingCE(torch.autograd.Function):
 def gradient_boosting_cross_entropy(logits: torch.Tensor, target: torch.Tensor, k: int = 15,
                                     reduction: str = 'mean') -> torch.Tensor:
     "GCE: cross-entropy over the true class and the k highest-scoring negatives (fine-grained eq. 10-12; k = 15)."
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k={k!r} must be an integer >= 1 (the number of negative classes; fine-grained eq. 10, the paper uses 15)")
+    _check_k(k)
     _check_reduction(reduction)
     logits, target = _check_inputs(logits, target)
     if k >= logits.shape[1] - 1:                                                 # every negative is kept: plain CE
@@ -311,8 +322,7 @@ def channel_correlation_ratio(attention: torch.Tensor, target: torch.Tensor, eps
 def channel_correlation_loss(logits: torch.Tensor, attention: torch.Tensor, target: torch.Tensor, lam: float = 1.0,
                              eps: float = 1e-8, reduction: str = 'mean') -> torch.Tensor:
     "CC-Loss $L_{CE}(P_2) + \\lambda L_{intra}/(L_{inter}+\\epsilon)$ (CC eq. 8-9; λ = 1)."
-    lam = _check_number('lam', lam, what=' (CC eq. 8; the paper uses 1)')
-    eps = _check_number('eps', eps, low_open=True, what=' (CC eq. 8)')
+    lam, eps = _check_cc(lam, eps)
     _check_reduction(reduction)
     ce = cross_entropy(logits, target, reduction='none')
     return _reduce(ce + lam * channel_correlation_ratio(attention, target.long(), eps), reduction)
@@ -385,8 +395,7 @@ class CompetingRatioLoss(ClassificationLoss):
     "Competing ratio loss $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$ (CRL eq. 11; α = 1.5, β = 1 from Table I)."
     def __init__(self, alpha: float = 1.5, beta: float = 1.0, reduction: str = 'mean'):
         super().__init__(reduction)
-        self.alpha = _check_number('alpha', alpha, what=' (CRL eq. 11; the paper uses 1.5)')
-        self.beta = _check_number('beta', beta, what=' (CRL eq. 11; the paper uses 1)')
+        self.alpha, self.beta = _check_crl(alpha, beta)
     def hparams(self): return {'alpha': self.alpha, 'beta': self.beta}
     def forward(self, logits, target): return competing_ratio_loss(logits, target, self.alpha, self.beta, self.reduction)
 
@@ -398,9 +407,7 @@ class GradientBoostingCrossEntropyLoss(ClassificationLoss):
     "GCE: cross-entropy over the true class and the k most confusing negatives (fine-grained eq. 12; k = 15)."
     def __init__(self, k: int = 15, reduction: str = 'mean'):
         super().__init__(reduction)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k={k!r} must be an integer >= 1 (the number of negative classes; fine-grained eq. 10, the paper uses 15)")
-        self.k = k
+        self.k = _check_k(k)
     def hparams(self): return {'k': self.k}
     def forward(self, logits, target): return gradient_boosting_cross_entropy(logits, target, self.k, self.reduction)
 
@@ -411,8 +418,7 @@ class ChannelCorrelationLoss(nn.Module):
     kind = 'regularizer'
     def __init__(self, lam: float = 1.0, eps: float = 1e-8, reduction: str = 'mean'):
         super().__init__()
-        self.lam = _check_number('lam', lam, what=' (CC eq. 8; the paper uses 1)')
-        self.eps = _check_number('eps', eps, low_open=True, what=' (CC eq. 8)')
+        self.lam, self.eps = _check_cc(lam, eps)
         _check_reduction(reduction); self.reduction = reduction
     def extra_repr(self): return f"lam={self.lam}, eps={self.eps}, reduction='{self.reduction}'"
     def forward(self, logits, target, attention):

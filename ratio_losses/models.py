@@ -149,15 +149,8 @@ class WideBlock(nn.Module):
 def wide_resnet(depth: int = 28, widen: int = 10, in_channels: int = 3, dropout: float = 0.0) -> Backbone:
     "WRN-depth-widen (Zagoruyko & Komodakis); WRN-28-10 in the MSL paper."
     if (depth - 4) % 6: raise ValueError(f"depth={depth!r} must be 6n + 4 (e.g. 28)")
-    n = (depth - 4) // 6
-    stages, cin = [nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)], 16
-    for i, w in enumerate((16 * widen, 32 * widen, 64 * widen)):
-        units = []
-        for j in range(n):
-            units.append(WideBlock(cin, w, 2 if (i > 0 and j == 0) else 1, dropout)); cin = w
-        stages.append(nn.Sequential(*units))
-    stages[-1] = _FinalActivation(stages[-1], cin)
-    return Backbone(stages, [16, 16 * widen, 32 * widen, 64 * widen])
+    unit = lambda cin, w, stride: WideBlock(cin, w, stride, dropout)
+    return _preact_stages(in_channels, unit, (depth - 4) // 6, (16 * widen, 32 * widen, 64 * widen))
 
 # %% ../nbs/03_models.ipynb #c11c61ca
 VGG_CONFIGS = {16: [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
