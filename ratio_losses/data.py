@@ -507,10 +507,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 class TensorLoader:
     """Batches `(x, y)` from a uint8 image tensor held on `device`; crop/flip and normalisation are batched tensor ops.
     The order and the augmentation of epoch `e` depend only on `(seed, e)`. Each `iter()` runs one epoch and advances
-    the counter, even if the loop stops early; `set_epoch` chooses the next epoch explicitly (as when resuming)."""
+    the counter, even if the loop stops early; `set_epoch` chooses the next epoch explicitly (as when resuming).
+    For data-parallel training, `rank`/`world_size` take every `world_size`-th sample of each global batch, so that
+    the ranks together see exactly the batches of a single process (a distributed sampler for tensors)."""
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool = True,
                  drop_last: bool = False, seed: int = 0, crop_padding: int = 0, hflip: bool = False,
-                 mean=None, std=None, device='cpu', channels_last: bool = False, dtype=torch.float32):
+                 mean=None, std=None, device='cpu', channels_last: bool = False, dtype=torch.float32,
+                 rank: int = 0, world_size: int = 1):
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a uint8 tensor of shape (N, C, H, W); "
                              "load_tensors(...).images is one")
@@ -521,6 +524,10 @@ class TensorLoader:
         if drop_last and batch_size > len(images):
             raise ValueError(f"batch_size={batch_size} is larger than the dataset ({len(images)} images), so drop_last "
                              "leaves no batch; use a smaller batch_size or a larger subset")
+        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank!r}, world_size={world_size!r}: need 0 <= rank < world_size")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} (the global batch) must be divisible by world_size={world_size}")
         if not isinstance(crop_padding, int) or crop_padding < 0:
             raise ValueError(f"crop_padding={crop_padding!r} must be an integer >= 0")
         C = images.shape[1]
@@ -535,6 +542,7 @@ class TensorLoader:
         self.channels_last, self.dtype = channels_last, dtype
         self.scale = (1 / (255 * torch.tensor(std, dtype=dtype))).view(1, C, 1, 1).to(self.device)
         self.shift = (torch.tensor(mean, dtype=dtype) / torch.tensor(std, dtype=dtype)).view(1, C, 1, 1).to(self.device)
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int): self.epoch = int(epoch)
@@ -564,12 +572,13 @@ class TensorLoader:
         stop = n - n % bs if self.drop_last else n
         order = order.to(self.device)
         for i in range(0, stop, bs):
-            idx = order[i:i + bs]
+            sl = slice(i + self.rank, i + bs, self.world_size)   # this rank's share of the global batch
+            idx = order[sl]
             x = self.images[idx]
-            if augment: x = crop_flip(x, top[i:i + bs], left[i:i + bs], flip[i:i + bs], self.crop_padding)
+            if augment: x = crop_flip(x, top[sl], left[sl], flip[sl], self.crop_padding)
             yield self.normalize(x), self.labels[idx]
 
-# %% ../nbs/01_data.ipynb #e3c8c883
+# %% ../nbs/01_data.ipynb #4e92998e
 def standard_transform(name: str, train: bool = True, crop_padding: int = 0, hflip: bool = False, size: int | None = None):
     "torchvision transforms for dataset `name`: optional resize to `size`², random crop with padding and flip (train), to tensor, normalise."
     info = dataset_info(name)
@@ -583,7 +592,7 @@ def standard_transform(name: str, train: bool = True, crop_padding: int = 0, hfl
     steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
     return T.Compose(steps)
 
-# %% ../nbs/01_data.ipynb #ea3dc29e
+# %% ../nbs/01_data.ipynb #b1148780
 def stratified_subset(labels: torch.Tensor, size: int | float, seed: int = 0) -> torch.Tensor:
     "Sorted indices of a class-stratified subset: `size` images (int) or that fraction (float in (0, 1])."
     from sklearn.model_selection import train_test_split

@@ -187,7 +187,8 @@ def nllr_shallow(in_channels: int = 3) -> Backbone:
     return Backbone([block(in_channels, 32), block(32, 64), fc], [32, 64, 512])
 
 # %% ../nbs/03_models.ipynb #b9eaa759
-_TORCHVISION_RESNETS = {50: 'ResNet50_Weights', 101: 'ResNet101_Weights', 152: 'ResNet152_Weights'}
+_TORCHVISION_RESNETS = {18: 'ResNet18_Weights', 34: 'ResNet34_Weights', 50: 'ResNet50_Weights', 101: 'ResNet101_Weights',
+                        152: 'ResNet152_Weights'}
 
 def pretrained_file(depth: int) -> Path:
     "Where torchvision keeps ResNet-`depth`'s ImageNet weights (IMAGENET1K_V1) in the torch cache."
@@ -195,8 +196,8 @@ def pretrained_file(depth: int) -> Path:
     return Path(torch.hub.get_dir())/'checkpoints'/weights.url.rsplit('/', 1)[-1]
 
 def imagenet_resnet(depth: int = 50, in_channels: int = 3, pretrained: bool | str = False) -> Backbone:
-    "torchvision's ResNet-50/101/152; `pretrained`: False, True (the torch cache) or a file path. Never downloads."
-    if depth not in _TORCHVISION_RESNETS: raise ValueError(f"depth={depth!r}: valid choices 50, 101, 152")
+    "torchvision's ResNet-18/34/50/101/152; `pretrained`: False, True (the torch cache) or a file path. Never downloads."
+    if depth not in _TORCHVISION_RESNETS: raise ValueError(f"depth={depth!r}: valid choices 18, 34, 50, 101, 152")
     net = getattr(torchvision.models, f'resnet{depth}')(weights=None)
     if pretrained:
         path = pretrained_file(depth) if pretrained is True else Path(pretrained).expanduser()
@@ -212,7 +213,8 @@ def imagenet_resnet(depth: int = 50, in_channels: int = 3, pretrained: bool | st
         with torch.no_grad(): conv.weight.copy_(net.conv1.weight.mean(1, keepdim=True).expand(-1, in_channels, -1, -1))
         net.conv1 = conv
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-    return Backbone([stem, net.layer1, net.layer2, net.layer3, net.layer4], [64, 256, 512, 1024, 2048])
+    expansion = 4 if depth >= 50 else 1     # bottleneck blocks from ResNet-50 on
+    return Backbone([stem, net.layer1, net.layer2, net.layer3, net.layer4], [64] + [c * expansion for c in (64, 128, 256, 512)])
 
 # %% ../nbs/03_models.ipynb #ff7289a9
 class LinearHead(nn.Module):
@@ -266,13 +268,14 @@ def _probability(name, p):
 
 class DiversificationBlock(nn.Module):
     "Fine-grained §3.1, eq. 1-7: suppress class-map peaks (p_peak) and G×G patches (p_patch) by `alpha` in training."
-    def __init__(self, p_peak: float = 0.5, p_patch: float = 0.5, patch_size: int = 3, alpha: float = 0.1, seed: int = 0):
+    def __init__(self, p_peak: float = 0.5, p_patch: float = 0.5, patch_size: int = 3, alpha: float = 0.1, seed: int | None = None):
         super().__init__()
         self.p_peak, self.p_patch = _probability('p_peak', p_peak), _probability('p_patch', p_patch)
         if not isinstance(patch_size, int) or patch_size < 1: raise ValueError(f"patch_size={patch_size!r} (G) must be an integer >= 1")
         if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the suppressing factor; the paper uses 0.1, Table 5)")
         self.patch_size, self.alpha = patch_size, float(alpha)
+        if seed is None: seed = int(torch.randint(0, 2**62, ()))     # from the global generator (seed_everything)
         self.generator = torch.Generator().manual_seed(seed)
 
     def extra_repr(self): return f'p_peak={self.p_peak}, p_patch={self.p_patch}, patch_size={self.patch_size}, alpha={self.alpha}'
@@ -296,7 +299,7 @@ class DiversificationBlock(nn.Module):
 class CAMHead(nn.Module):
     "Fine-grained §3.1: 1×1 conv to class activation maps, diversification block in training, GAP to scores (eq. 8)."
     def __init__(self, stage_channels: list[int], num_classes: int, diversify: bool = True, p_peak: float = 0.5,
-                 p_patch: float = 0.5, patch_size: int = 3, alpha: float = 0.1, seed: int = 0):
+                 p_patch: float = 0.5, patch_size: int = 3, alpha: float = 0.1, seed: int | None = None):
         super().__init__()
         self.conv = nn.Conv2d(stage_channels[-1], num_classes, 1)
         self.block = DiversificationBlock(p_peak, p_patch, patch_size, alpha, seed) if diversify else nn.Identity()
@@ -318,7 +321,7 @@ BACKBONES = {
     'wrn28_10': lambda in_channels=3, dropout=0.0: wide_resnet(28, 10, in_channels, dropout),
     'nllr_shallow': nllr_shallow,
     **{f'imagenet_resnet{d}': (lambda d: lambda in_channels=3, pretrained=False: imagenet_resnet(d, in_channels, pretrained))(d)
-       for d in (50, 101, 152)},
+       for d in (18, 34, 50, 101, 152)},
 }
 HEADS = {'linear': LinearHead, 'se_attention': SEAttentionHead, 'multi_exit': MultiExitHead, 'cam': CAMHead}
 

@@ -10,7 +10,8 @@ from ratio_losses.models import (BACKBONES, HEADS, DiversificationBlock, build_m
 
 # parameter counts of the standard references (10 classes; ImageNet ResNet-50: 1000), to within 2 %
 REFERENCES = {'msl_resnet20': 0.27e6, 'msl_resnet56': 0.85e6, 'msl_resnet110': 1.7e6, 'preact_resnet164': 1.7e6,
-              'wrn28_10': 36.5e6, 'cifar_resnet18': 11.2e6, 'vgg16_bn': 14.7e6, 'imagenet_resnet50': 25.6e6}
+              'wrn28_10': 36.5e6, 'cifar_resnet18': 11.2e6, 'vgg16_bn': 14.7e6, 'imagenet_resnet50': 25.6e6,
+              'imagenet_resnet34': 21.8e6}
 
 
 @pytest.mark.parametrize('name,expected', REFERENCES.items())
@@ -28,7 +29,7 @@ def test_every_backbone_builds_with_one_or_three_channels(name):
 
 
 SMALL = ['small_cnn', 'msl_resnet20', 'nllr_shallow', 'msl_vgg16', 'vgg16_bn', 'cifar_resnet18', 'preact_resnet164',
-         'imagenet_resnet50']
+         'imagenet_resnet50', 'imagenet_resnet34']
 HEAD_OPTIONS = {'linear': {}, 'se_attention': {'hidden': 16}, 'multi_exit': {'exits': [1, 2]}, 'cam': {}}
 
 

@@ -1,0 +1,114 @@
+"""Sweeps: preset validation, expansion, papermill runs in worker processes, skip/resume, failures, the CLI, the presets."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ratio_losses.sweep import expand_sweep, load_preset, run_sweep, summary_table
+from ratio_losses.train import read_results
+
+EXE = Path(sys.executable).parent/'ratio-losses'
+CONFIGS = Path(__file__).resolve().parent.parent/'configs'
+TINY = {'dataset': 'digits', 'batch_size': 64, 'iterations': 8, 'epochs': None, 'feature_images': 50}
+
+
+def test_preset_errors_name_the_key(tmp_path):
+    bad = tmp_path/'bad.yaml'
+    bad.write_text('name: x\nfixed: {dataset: digits\n')
+    with pytest.raises(ValueError, match=r'bad.yaml does not parse'):
+        load_preset(bad)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) grids; valid keys: name, title"):
+        load_preset({'name': 'x', 'grids': {}})
+    with pytest.raises(ValueError, match=r"scales.gpu is unknown; valid scales: cpu, paper"):
+        load_preset({'name': 'x', 'scales': {'gpu': {}}})
+    with pytest.raises(ValueError, match=r"unknown run-config key\(s\) learning_rate; valid keys: dataset"):
+        expand_sweep({'name': 'x', 'fixed': {**TINY, 'learning_rate': 0.1}})
+    with pytest.raises(ValueError, match=r"point objective=focal, seed=0: objective="):
+        expand_sweep({'name': 'x', 'fixed': TINY, 'grid': {'objective': ['focal']}})
+    with pytest.raises(ValueError, match=r"point epochs=0.*epochs=0 must be a positive integer"):
+        expand_sweep({'name': 'x', 'fixed': {**TINY, 'iterations': None}, 'grid': {'epochs': [1, 0]}})
+    with pytest.raises(ValueError, match=r"has no 'paper' scale; it has: cpu"):
+        expand_sweep({'name': 'x', 'scales': {'cpu': {'fixed': TINY}}}, 'paper')
+
+
+def test_expansion_union_of_products_dotted_keys_and_dirs(tmp_path):
+    preset = {'name': 'demo', 'fixed': {**TINY, 'objective': {'crl': {}}},
+              'grid': [{'objective': [{'ce': {}}]}, {'objective.crl.alpha': [0, 1.5], 'objective.crl.beta': [0.5, 1]}],
+              'seeds': [0, 1, 2]}
+    pts = expand_sweep(preset, 'cpu', tmp_path)
+    assert len(pts) == (1 + 2 * 2) * 3
+    assert [p.config['objective'] for p in pts[3::3]] == [{'crl': {'alpha': a, 'beta': b}} for a in (0, 1.5) for b in (0.5, 1)]
+    assert len({p.run_dir for p in pts}) == len(pts) and all(p.run_dir.parent == tmp_path/'cpu'/'demo' for p in pts)
+    assert pts[5].config['tags'] == {'sweep': 'demo', 'scale': 'cpu'} and pts[5].status() == 'new'
+    assert pts[5].config['results_table'] == str(tmp_path/'cpu'/'results.csv')
+
+
+def test_sweep_through_papermill_skips_and_reports_failures(tmp_path, capsys):
+    preset = {'name': 'demo', 'fixed': TINY, 'grid': {'objective': [{'ce': {}}, {'nllr': {}}], 'subset': [None, 40]},
+              'seeds': [0]}
+    # subset 40 with batch 64 fails inside the notebook (batch larger than the data); the others must still finish
+    res = run_sweep(preset, runs_root=tmp_path, workers=2, progress=False)
+    status = {r['point'].label: r['status'] for r in res}
+    assert sorted(status.values()) == ['done', 'done', 'failed', 'failed'], status
+    for r in res:
+        assert Path(r['notebook']).is_file()                       # executed notebooks kept beside the records
+        if r['status'] == 'failed': assert 'batch_size=64 is larger than the training set (40 images)' in r['error']
+        else: assert (r['point'].run_dir/'record.json').is_file()
+    out = capsys.readouterr().out
+    assert '2 point(s) failed; their notebooks:' in out and 'notebook.ipynb' in out
+    rows = read_results(tmp_path/'cpu'/'results.csv')
+    assert sorted(r['loss'] for r in rows) == ['ce', 'nllr'] and {r['sweep'] for r in rows} == {'demo'}
+    again = run_sweep(preset, runs_root=tmp_path, workers=1, progress=False, only='subset=None')
+    assert [r['status'] for r in again] == ['complete', 'complete']   # nothing trained again
+
+
+def test_interrupted_sweep_resumes_from_checkpoints(tmp_path):
+    preset = tmp_path/'p.yaml'
+    preset.write_text(yaml.safe_dump({'name': 'long', 'fixed': {'dataset': 'digits', 'batch_size': 64, 'epochs': 12,
+                                                                'keep_checkpoint': True, 'feature_images': 20}}))
+    cmd = [str(EXE), 'sweep', str(preset), '--runs-root', str(tmp_path/'runs'), '--no-progress']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not list((tmp_path/'runs').rglob('checkpoint.pt')) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)                            # the sweep, papermill and the kernel
+    proc.wait()
+    dry = subprocess.run(cmd + ['--dry-run'], capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0 and 'resumable' in dry.stdout, dry.stdout + dry.stderr
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rec = json.loads(next((tmp_path/'runs').rglob('record.json')).read_text())
+    assert rec['resumed_after_epoch'] and len(rec['history']) == 12
+
+
+def test_cli_dry_run_and_bad_yaml(tmp_path):
+    (tmp_path/'bad.yaml').write_text('name: x\ngrid: [\n')
+    r = subprocess.run([str(EXE), 'sweep', str(tmp_path/'bad.yaml')], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'does not parse' in r.stderr
+
+
+def test_summary_table_pools_seeds(tmp_path):
+    pts = expand_sweep({'name': 'd', 'fixed': TINY, 'grid': {'lr': [0.1]}, 'seeds': [0, 1]}, 'cpu', tmp_path)
+    res = [{'point': p, 'status': 'done', 'test_error': e, 'notebook': ''} for p, e in zip(pts, [0.10, 0.20])]
+    line = summary_table(res, 't').splitlines()[-1]
+    assert line.split()[:5] == ['lr=0.1', '15.00', '±', '7.07', '2/2']
+
+
+@pytest.mark.parametrize('preset', sorted(CONFIGS.glob('*.yaml')), ids=lambda p: p.stem)
+def test_presets_expand_at_both_scales(preset, tmp_path):
+    p = load_preset(preset)
+    scales = p.get('scales') or {}
+    assert 'paper' in scales, 'every preset carries the paper scale'
+    for scale in scales:
+        pts = expand_sweep(p, scale, tmp_path)
+        assert pts
+        if scale == 'cpu':
+            assert len({pt.config['seed'] for pt in pts}) >= 3, 'the cpu profile has at least 3 seeds'
+            assert all(pt.config['dataset'] in ('fashion_mnist', 'digits') for pt in pts)
