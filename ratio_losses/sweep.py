@@ -92,7 +92,7 @@ def _set_path(d: dict, dotted: str, value):
 
 def _merge(a: dict, b: dict) -> dict:
     out = copy.deepcopy(a)
-    for k, v in (b or {}).items(): _set_path(out, k, v) if '.' in k else out.__setitem__(k, copy.deepcopy(v))
+    for k, v in (b or {}).items(): _set_path(out, k, v)
     return out
 
 def _grids(grid) -> list[dict]:

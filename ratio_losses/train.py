@@ -241,8 +241,8 @@ class Metrics:
         self.calibration[1].index_add_(0, b, conf)
         self.calibration[2].index_add_(0, b, correct.double())
         self.confusion.view(-1).index_add_(0, target * self.num_classes + pred, torch.ones_like(target))
-        loss_sum = 0.0 if loss is None else float(loss) * n if not torch.is_tensor(loss) else loss.detach().double() * n
-        self.sums += torch.stack([torch.as_tensor(loss_sum, dtype=torch.float64, device=self.sums.device),
+        loss_sum = torch.as_tensor(0.0 if loss is None else loss, dtype=torch.float64, device=self.sums.device).detach() * n
+        self.sums += torch.stack([loss_sum,
                                   torch.tensor(float(n), dtype=torch.float64, device=self.sums.device),
                                   (~correct).sum().double(), (~(ranked == target[:, None]).any(1)).sum().double(),
                                   ((pred - target).abs() > 1).sum().double()])
@@ -364,9 +364,8 @@ def build_data(config: RunConfig, device, rank: int = 0, world_size: int = 1) ->
                              drop_last=True, **kw)
         eval_bs = c.test_batch_size * world_size
         test = TensorLoader(xte, yte, eval_bs, shuffle=False, **kw)
-        single = TensorLoader(xte, yte, eval_bs, shuffle=False, **{**kw, 'rank': 0, 'world_size': 1})
         return RunData(train, test, info.num_classes, xtr.shape[1], len(ytr), yte.cpu(),
-                       lambda idx: single.normalize(single.images[idx.to(single.device)]), info.mean, info.std)
+                       lambda idx: test.normalize(test.images[idx.to(test.device)]), info.mean, info.std)  # whole split, any rank
     from torch.utils.data import DataLoader, DistributedSampler, Subset
     size = c.image_size
     tr = load_dataset(c.dataset, 'train', c.root, transform=standard_transform(
@@ -535,8 +534,9 @@ def _artifacts(model, data: RunData, metrics: dict, config: RunConfig, device) -
     art = {'confusion': metrics['confusion'].numpy(), 'test_size': np.int64(len(data.test_labels))}
     if config.softmax_images:
         idx = fixed_test_indices(data.test_labels, config.softmax_images)
-        out = _forward_all(model, data.test_inputs, idx, config.test_batch_size, config.amp, device)
-        x = data.test_inputs(idx).float().cpu()
+        x = data.test_inputs(idx)
+        out = _forward_all(model, lambda j: x[j], torch.arange(len(idx)), config.test_batch_size, config.amp, device)
+        x = x.float().cpu()
         mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
         art.update(softmax_indices=idx.numpy(), softmax_labels=data.test_labels[idx].numpy(),
                    softmax=out['logits'].softmax(1).numpy(),
