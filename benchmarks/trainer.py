@@ -8,7 +8,7 @@
 2. papermill overhead: wall time of one short run through `nbs/experiments/train.ipynb` (new kernel, imports, the run)
    against the same `run_training` call from this already-warm Python process.
 
-    python benchmarks/trainer.py [--rounds 5] [--steps 60] [--device cpu] [--quick]
+    python benchmarks/trainer.py [--rounds 5] [--steps 60] [--device cpu] [--skip-papermill] [--quick]
 """
 import argparse
 import copy
@@ -59,6 +59,7 @@ def main():
     p.add_argument('--dataset', default='fashion_mnist')
     p.add_argument('--device', default='auto')
     p.add_argument('--quick', action='store_true', help='smoke run: digits, 1 round, 5 steps, papermill skipped')
+    p.add_argument('--skip-papermill', action='store_true', help='measure the throughput only')
     a = p.parse_args()
     if a.quick: a.rounds, a.steps, a.dataset = 1, 5, 'digits'
     device = get_device(a.device)
@@ -97,7 +98,7 @@ def main():
     print(f"{'ratio_losses train_one_epoch':30} {statistics.median(rows['trainer']):18,.0f} "
           f"{statistics.median(ratios):16.3f}x   (target >= 0.95x; per round: {', '.join(f'{r:.3f}' for r in ratios)})")
 
-    if a.quick: return
+    if a.quick or a.skip_papermill: return
     # papermill: the same short run (digits, 3 epochs) through the experiment notebook and from this process
     cfg = {'dataset': 'digits', 'epochs': 3, 'iterations': None, 'batch_size': 64, 'progress': False,
            'feature_images': 100}
@@ -109,9 +110,18 @@ def main():
         for k, v in cfg.items(): args += ['-p', k, str(v)]
         t = time.perf_counter(); r = subprocess.run(args, capture_output=True, text=True); through_pm = time.perf_counter() - t
         if r.returncode: sys.exit(f'papermill failed:\n{r.stderr[-3000:]}')
+        # what a sweep worker pays per point: papermill is imported once per worker, each point starts a new kernel
+        import papermill as pm
+        from ratio_losses.sweep import kernel_name
+        t = time.perf_counter()
+        pm.execute_notebook(str(ROOT/'nbs'/'experiments'/'train.ipynb'), f'{tmp}/out2.ipynb', kernel_name=kernel_name(),
+                            parameters={**cfg, 'out_dir': f'{tmp}/papermill2'}, progress_bar=False)
+        in_worker = time.perf_counter() - t
     print(f"\npapermill overhead, one run of 3 epochs on the digits:")
-    print(f"  run_training from Python: {in_python:6.2f} s")
-    print(f"  papermill (new kernel):   {through_pm:6.2f} s   (+{through_pm - in_python:.2f} s, {through_pm / in_python:.1f}x)")
+    print(f"  run_training from Python:                  {in_python:6.2f} s")
+    print(f"  papermill command (imports papermill too): {through_pm:6.2f} s   (+{through_pm - in_python:.2f} s)")
+    print(f"  papermill in a sweep worker (new kernel):  {in_worker:6.2f} s   (+{in_worker - in_python:.2f} s: kernel start, "
+          f"imports, a cold first run)")
 
 
 if __name__ == '__main__':

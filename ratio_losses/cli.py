@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import torch
-import torchvision
 import yaml
 
 import ratio_losses
 from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
 from .models import BACKBONES, HEADS
-from .train import CONFIG_KEYS, RunConfig, config_from_dict, run_id, run_training
+from .train import CONFIG_KEYS, RunConfig, config_from_dict, run_id, run_training, versions
 
 # %% auto #0
 __all__ = ['parser', 'main']
@@ -56,7 +55,7 @@ def _train(args) -> int:
     info = dataset_info(c.dataset)
     if int(os.environ.get('RANK', '0')) == 0:
         print(f"ratio_losses {ratio_losses.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-              f"torchvision {torchvision.__version__} | device {c.device} ({torch.get_num_threads()} threads)")
+              f"torchvision {versions()['torchvision']} | device {c.device} ({torch.get_num_threads()} threads)")
         print(f"{info.title} | {c.backbone} + {c.head} head | objective {c.objective} | "
               f"{f'{c.epochs} epoch(s)' if c.epochs else f'{c.iterations} iterations'}, batch {c.batch_size}, lr {c.lr}, "
               f"seed {c.seed} | out_dir {c.out_dir}")

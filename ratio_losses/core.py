@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import types
 import random
 import shutil
 import tempfile
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['ModelOutput', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path']
+__all__ = ['ModelOutput', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path', 'LazyModule']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -99,3 +101,12 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         if tmp.is_dir(): shutil.rmtree(tmp, ignore_errors=True)
         else: tmp.unlink(missing_ok=True)
         raise
+
+# %% ../nbs/00_core.ipynb #37f77d9b
+class LazyModule(types.ModuleType):
+    "A stand-in for module `name` that imports it on first attribute access (`tvd = LazyModule('torchvision.datasets')`)."
+    def __init__(self, name: str):
+        super().__init__(name)
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self.__name__), attr)
+    def __repr__(self): return f"<lazy module {self.__name__!r}>"

@@ -21,18 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision import datasets as tvd
-from torchvision import transforms as T
-from torchvision.datasets.folder import default_loader
 
-from .core import atomic_path, cache_dir
+from .core import LazyModule, atomic_path, cache_dir
+
+tvd = LazyModule('torchvision.datasets')      # imported on first use: in-memory runs never need torchvision
+T = LazyModule('torchvision.transforms')
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'DEBIAN_FASHION_MNIST', 'ADIENCE_AGE_GROUPS', 'DIGITS_TEST_SIZE', 'DIGITS_SPLIT_SEED',
-           'FASHION_MNIST_CLASSES', 'DatasetNotFoundError', 'DatasetInfo', 'list_datasets', 'dataset_info',
-           'TensorImageDataset', 'TensorSplit', 'FileListDataset', 'adience_age_group', 'load_dataset', 'load_tensors',
-           'compute_mean_std', 'augment_params', 'crop_flip', 'epoch_generator', 'TensorLoader', 'standard_transform',
-           'stratified_subset']
+__all__ = ['tvd', 'T', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DEBIAN_FASHION_MNIST', 'ADIENCE_AGE_GROUPS', 'DIGITS_TEST_SIZE',
+           'DIGITS_SPLIT_SEED', 'MNIST_CLASSES', 'FASHION_MNIST_CLASSES', 'DatasetNotFoundError', 'DatasetInfo',
+           'list_datasets', 'dataset_info', 'TensorImageDataset', 'read_idx', 'TensorSplit', 'FileListDataset',
+           'adience_age_group', 'load_dataset', 'load_tensors', 'compute_mean_std', 'augment_params', 'crop_flip',
+           'epoch_generator', 'TensorLoader', 'standard_transform', 'stratified_subset']
 
 # %% ../nbs/01_data.ipynb #fbfbcbda
 class DatasetNotFoundError(FileNotFoundError):
@@ -195,33 +195,43 @@ def _idx_present(path: Path) -> bool:
     "The four IDX files are in `path`, each either unpacked or as the `.gz` original."
     return all((path/f).is_file() or (path/f'{f}.gz').is_file() for f in _IDX_FILES)
 
-def _torchvision_idx_root(found: Path, folder: str) -> Path:
-    "A root that torchvision's MNIST-style classes accept (`<root>/<folder>/raw/<unpacked files>`)."
-    if found.name == 'raw' and found.parent.name == folder and all((found/f).is_file() for f in _IDX_FILES):
-        return found.parent.parent
-    key = hashlib.sha1(str(found.resolve()).encode()).hexdigest()[:12]
-    root = cache_dir()/'unpacked'/f'{folder}-{key}'
-    raw = root/folder/'raw'
-    if not raw.is_dir():
-        with atomic_path(raw, is_dir=True) as tmp:
-            for f in _IDX_FILES:
-                src = found/f
-                if src.is_file(): shutil.copyfile(src, tmp/f)
-                else:
-                    with gzip.open(found/f'{f}.gz') as fin, open(tmp/f, 'wb') as fout: shutil.copyfileobj(fin, fout)
-    return root
+def read_idx(path: str | Path) -> torch.Tensor:
+    "The unsigned-byte array stored in IDX file `path` (plain or gzipped) as a uint8 tensor of its shape."
+    path = Path(path)
+    with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: data = f.read()
+    if len(data) < 4 or data[:2] != b'\0\0' or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (its header is {data[:4]!r}; "
+                         "expected two zero bytes, 0x08, the number of dimensions)")
+    shape = tuple(int(d) for d in np.frombuffer(data, '>u4', count=data[3], offset=4))
+    values = np.frombuffer(data, np.uint8, offset=4 + 4 * len(shape))
+    if values.size != math.prod(shape):
+        raise ValueError(f"{path} is truncated or padded: the header says {shape} = {math.prod(shape)} values, "
+                         f"the file holds {values.size}")
+    return torch.from_numpy(values.reshape(shape).copy())
 
-def _idx_loader(name: str, cls, folder: str, system_dirs: Callable[[], tuple[Path, ...]] = tuple):
+def _idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    "Images (N, 1, 28, 28) and labels of a split from the IDX files in `folder`."
+    def file(kind):
+        plain = folder/f"{'train' if split == 'train' else 't10k'}-{kind}-ubyte"
+        return plain if plain.is_file() else plain.with_name(plain.name + '.gz')
+    images, labels = read_idx(file('images-idx3'))[:, None], read_idx(file('labels-idx1')).long()
+    if len(images) != len(labels):
+        raise ValueError(f"{folder}: the {split} split has {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+def _idx_loader(name: str, get_cls: Callable[[], type], folder: str, classes: tuple[str, ...],
+                system_dirs: Callable[[], tuple[Path, ...]] = tuple):
     subdirs = ('', f'{folder}/raw', folder, name, name.replace('_', '-'))
     def load(root, split, download=False):
         try: found = _locate(name, root, subdirs, _idx_present, system_dirs())
         except DatasetNotFoundError:
             if not download: raise
-            return _torchvision_download(name, root, lambda base: cls(str(base), train=split == 'train', download=True))
-        return cls(str(_torchvision_idx_root(found, folder)), train=split == 'train', download=False)
+            found = Path(_torchvision_download(name, root, lambda base: get_cls()(str(base), download=True)).raw_folder)
+        return TensorImageDataset(*_idx_split(found, split), list(classes))
     return load
 
 # %% ../nbs/01_data.ipynb #0fdfb65a
+MNIST_CLASSES = tuple(str(i) for i in range(10))
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 
 _load_fashion_mnist = _register(DatasetInfo(
@@ -229,12 +239,13 @@ _load_fashion_mnist = _register(DatasetInfo(
     "on Debian/Ubuntu: apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist); "
     "elsewhere the four .gz files of github.com/zalandoresearch/fashion-mnist, or download=True", True,
     used_by='CPU-scale reproduction profile'))(
-    _idx_loader('fashion_mnist', tvd.FashionMNIST, 'FashionMNIST', lambda: (DEBIAN_FASHION_MNIST,)))
+    _idx_loader('fashion_mnist', lambda: tvd.FashionMNIST, 'FashionMNIST', FASHION_MNIST_CLASSES,
+                lambda: (DEBIAN_FASHION_MNIST,)))
 
 _load_mnist = _register(DatasetInfo(
-    'mnist', 'MNIST', 10, ('train', 'test'), (1, 28, 28), (0.1307,), (0.3081,), tuple(str(i) for i in range(10)),
+    'mnist', 'MNIST', 10, ('train', 'test'), (1, 28, 28), (0.1307,), (0.3081,), MNIST_CLASSES,
     "the four .gz IDX files of the MNIST database (yann.lecun.com/exdb/mnist or a mirror), or download=True", True,
-    used_by='CC Tables 1, 4, 5 and Fig. 3'))(_idx_loader('mnist', tvd.MNIST, 'MNIST'))
+    used_by='CC Tables 1, 4, 5 and Fig. 3'))(_idx_loader('mnist', lambda: tvd.MNIST, 'MNIST', MNIST_CLASSES))
 
 # %% ../nbs/01_data.ipynb #80e93275
 def _tv_loader(name: str, subdirs, marker, make):
@@ -250,9 +261,9 @@ def _tv_loader(name: str, subdirs, marker, make):
                              f"({e}); pass verify_checksums=False to load them anyway") from e
     return load
 
-def _cifar(cls):
+def _cifar(get_cls: Callable[[], type]):
     def make(base, split, download, verify):
-        with _checksums(tvd.cifar, verify): return cls(str(base), train=split == 'train', download=download)
+        with _checksums(tvd.cifar, verify): return get_cls()(str(base), train=split == 'train', download=download)
     return make
 
 def _svhn(base, split, download, verify):
@@ -263,13 +274,13 @@ _load_cifar10 = _register(DatasetInfo(
     ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'),
     "cifar-10-python.tar.gz from www.cs.toronto.edu/~kriz/cifar.html, extracted (folder cifar-10-batches-py), "
     "or download=True", True, used_by='CRL Tables I-V; MSL Sec. 4.1, Fig. 1, 3'))(
-    _tv_loader('cifar10', ('', 'cifar10', 'CIFAR10', 'cifar'), lambda s: _has('cifar-10-batches-py/batches.meta'), _cifar(tvd.CIFAR10)))
+    _tv_loader('cifar10', ('', 'cifar10', 'CIFAR10', 'cifar'), lambda s: _has('cifar-10-batches-py/batches.meta'), _cifar(lambda: tvd.CIFAR10)))
 
 _load_cifar100 = _register(DatasetInfo(
     'cifar100', 'CIFAR-100', 100, ('train', 'test'), (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
     None, "cifar-100-python.tar.gz from www.cs.toronto.edu/~kriz/cifar.html, extracted (folder cifar-100-python), "
     "or download=True", True, used_by='CRL Tables I, III-V; CC Tables 1, 2, 4, 5; MSL Tables 2, 3'))(
-    _tv_loader('cifar100', ('', 'cifar100', 'CIFAR100', 'cifar'), lambda s: _has('cifar-100-python/meta'), _cifar(tvd.CIFAR100)))
+    _tv_loader('cifar100', ('', 'cifar100', 'CIFAR100', 'cifar'), lambda s: _has('cifar-100-python/meta'), _cifar(lambda: tvd.CIFAR100)))
 
 _load_svhn = _register(DatasetInfo(
     'svhn', 'SVHN (cropped digits)', 10, ('train', 'test', 'extra'), (3, 32, 32), (0.4377, 0.4438, 0.4728),
@@ -290,7 +301,6 @@ class TensorSplit:
 
 def _as_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(ds, TensorImageDataset): return ds.images, ds.labels
-    if isinstance(ds, tvd.MNIST): return ds.data[:, None].contiguous(), ds.targets.long()            # (N, 28, 28)
     if isinstance(ds, tvd.CIFAR10):                                                                  # CIFAR-100 too
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets).long()
     if isinstance(ds, tvd.SVHN): return torch.from_numpy(ds.data).contiguous(), torch.from_numpy(ds.labels).long()
@@ -298,11 +308,12 @@ def _as_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
 
 # %% ../nbs/01_data.ipynb #aa35f00c
 class FileListDataset(Dataset):
-    "Images listed as `(path, label)` pairs, read with PIL; `classes` names the labels."
+    "Images listed as `(path, label)` pairs, read with PIL (torchvision's `default_loader` unless `loader` is given)."
     def __init__(self, samples: list[tuple[str, int]], classes: list[str], transform=None, target_transform=None,
-                 loader=default_loader):
+                 loader: Callable | None = None):
         self.samples, self.classes = samples, list(classes)
-        self.transform, self.target_transform, self.loader = transform, target_transform, loader
+        self.transform, self.target_transform = transform, target_transform
+        self.loader = loader or tvd.folder.default_loader
     @property
     def targets(self) -> list[int]: return [y for _, y in self.samples]
     def __len__(self): return len(self.samples)

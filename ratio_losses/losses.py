@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from .core import ModelOutput
 
 # %% auto #0
-__all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation', 'validation', 'cross_entropy',
-           'competing_ratio_loss', 'nllr_loss', 'crl_printed_gradient', 'crl_gradient', 'categorical_cross_entropy',
-           'gradient_boosting_cross_entropy', 'pairwise_sq_distances', 'channel_correlation_ratio',
-           'channel_correlation_loss', 'class_mean_distances', 'within_class_loss', 'mixture_separability_loss',
-           'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss', 'CategoricalCrossEntropyLoss',
-           'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss', 'MixtureSeparabilityLoss', 'Objective',
-           'build_objective']
+__all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation', 'validation', 'NonFiniteLossError',
+           'cross_entropy', 'competing_ratio_loss', 'nllr_loss', 'crl_printed_gradient', 'crl_gradient',
+           'categorical_cross_entropy', 'gradient_boosting_cross_entropy', 'pairwise_sq_distances',
+           'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances', 'within_class_loss',
+           'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss',
+           'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss',
+           'MixtureSeparabilityLoss', 'Objective', 'build_objective']
 
 # %% ../nbs/02_losses.ipynb #85dcc26d
 _VALIDATE = True
@@ -101,9 +101,12 @@ def _finite(loss: torch.Tensor, logits: torch.Tensor, name: str = 'logits') -> t
         _raise_not_finite(name, logits)
     return loss
 
+class NonFiniteLossError(ValueError, FloatingPointError):
+    "A loss came out NaN or infinite (a `ValueError`, and a `FloatingPointError` for trainers that record divergence)."
+
 def _raise_not_finite(name: str, values: torch.Tensor):
     bad = (~torch.isfinite(values)).any(1).nonzero().flatten().tolist()
-    raise ValueError(f"{name} contain NaN or infinite values (rows {bad[:10]}{' ...' if len(bad) > 10 else ''}), so the loss "
+    raise NonFiniteLossError(f"{name} contain NaN or infinite values (rows {bad[:10]}{' ...' if len(bad) > 10 else ''}), so the loss "
                      "is not finite. "
                      "Check the model's output (exploding activations, a too large learning rate), or switch the "
                      "check off with ratio_losses.losses.validation(False)")

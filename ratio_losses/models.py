@@ -11,15 +11,17 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
-from .core import ModelOutput
+from .core import LazyModule, ModelOutput
+
+torchvision = LazyModule('torchvision')   # imported when a torchvision ResNet is built (≈1.5 s saved otherwise)
 
 # %% auto #0
-__all__ = ['VGG_CONFIGS', 'BACKBONES', 'HEADS', 'Backbone', 'Classifier', 'conv_bn_relu', 'small_cnn', 'PreActBlock',
-           'PreActBottleneck', 'resnet_k', 'preact_resnet164', 'cifar_resnet', 'WideBlock', 'wide_resnet', 'vgg_bn',
-           'msl_vgg16', 'nllr_shallow', 'pretrained_file', 'imagenet_resnet', 'LinearHead', 'SEAttentionHead',
-           'MultiExitHead', 'DiversificationBlock', 'CAMHead', 'build_model', 'count_parameters', 'five_crop_logits']
+__all__ = ['torchvision', 'VGG_CONFIGS', 'BACKBONES', 'HEADS', 'Backbone', 'Classifier', 'conv_bn_relu', 'small_cnn',
+           'PreActBlock', 'PreActBottleneck', 'resnet_k', 'preact_resnet164', 'cifar_resnet', 'WideBlock',
+           'wide_resnet', 'vgg_bn', 'msl_vgg16', 'nllr_shallow', 'pretrained_file', 'imagenet_resnet', 'LinearHead',
+           'SEAttentionHead', 'MultiExitHead', 'DiversificationBlock', 'CAMHead', 'build_model', 'count_parameters',
+           'five_crop_logits']
 
 # %% ../nbs/03_models.ipynb #d28bebe6
 class Backbone(nn.Module):
@@ -228,20 +230,26 @@ class LinearHead(nn.Module):
         return ModelOutput(logits=self.fc(features), features=features, feature_maps=fmap)
 
 class SEAttentionHead(nn.Module):
-    "CC §2.1: $P_2 = f_2(\\mathrm{ReLU}(f_1(F) \\odot f_{se}(F)))$; returns the attention vectors $f_{se}(F)$."
-    def __init__(self, stage_channels: list[int], num_classes: int, hidden: int = 512, reduction: int = 16):
+    r"""CC §2.1: $P_2 = f_2(\mathrm{ReLU}(f_1(F) \odot f_{se}(F)))$; returns the attention vectors $f_{se}(F)$.
+    `activation='prelu'` (a learnable slope per unit) keeps a narrow hidden layer alive: with `hidden=2` for the 2-D
+    features of CC Fig. 3, ReLU units that go negative for every sample stop learning and the features collapse to 0."""
+    def __init__(self, stage_channels: list[int], num_classes: int, hidden: int = 512, reduction: int = 16,
+                 activation: str = 'relu'):
         super().__init__()
         if not isinstance(hidden, int) or hidden < 1: raise ValueError(f"hidden={hidden!r} must be a positive integer")
+        if activation not in ('relu', 'prelu'):
+            raise ValueError(f"activation={activation!r} is unknown; valid choices: relu, prelu")
         k = stage_channels[-1]
         self.f1 = nn.Linear(k, hidden)
         self.se = nn.Sequential(nn.Linear(k, max(k // reduction, 4)), nn.ReLU(inplace=True),
                                 nn.Linear(max(k // reduction, 4), hidden), nn.Sigmoid())
+        self.act = nn.ReLU() if activation == 'relu' else nn.PReLU(hidden)
         self.f2 = nn.Linear(hidden, num_classes)
     def forward(self, stages):
         fmap = stages[-1]
         pooled = fmap.mean((2, 3))
         attention = self.se(pooled)
-        features = F.relu(self.f1(pooled) * attention)
+        features = self.act(self.f1(pooled) * attention)
         return ModelOutput(logits=self.f2(features), features=features, attention=attention, feature_maps=fmap)
 
 class MultiExitHead(nn.Module):

@@ -13,6 +13,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -25,7 +26,8 @@ import yaml
 from tqdm.auto import tqdm
 
 import ratio_losses
-from .train import CONFIG_KEYS, config_from_dict, config_identity, run_id
+from .core import atomic_path
+from .train import CONFIG_KEYS, config_from_dict, config_identity, run_id, write_json
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
@@ -135,7 +137,8 @@ def expand_sweep(preset, scale: str = 'cpu', runs_root='runs') -> list[SweepPoin
                 seen.add(rid)
                 slug = re.sub(r'[^A-Za-z0-9._=+,()-]+', '_', ','.join(f'{k.split(".")[-1]}={_short(v)}' for k, v in varying.items()))
                 run_dir = Path(runs_root)/scale/preset['name']/f'{slug[:90]}-{rid[:8]}'
-                config = dataclasses.asdict(rc)                                  # every key explicit for the notebook
+                given, config = config, dataclasses.asdict(rc)                   # every key explicit for the notebook
+                if 'on_divergence' not in given: config['on_divergence'] = 'record'    # a diverging seed is a result
                 config.update(out_dir=str(run_dir), tags={**config.get('tags', {}), 'sweep': preset['name'], 'scale': scale},
                               results_table=str(Path(runs_root)/scale/'results.csv'), name=slug[:90] or preset['name'])
                 points.append(SweepPoint(preset['name'], scale, config, varying, run_dir))
@@ -164,11 +167,33 @@ def _execute_point(config: dict, notebook: str, kernel: str, timeout: float | No
         pm.execute_notebook(notebook, str(nb), parameters=config, kernel_name=kernel, progress_bar=False,
                             log_output=False, execution_timeout=timeout, cwd=str(out))
         rec = json.loads((out/'record.json').read_text())
-        return {'status': 'done', 'test_error': rec['final']['test_error'], 'seconds': time.perf_counter() - start,
+        return {'status': 'diverged' if rec['status'] == 'diverged' else 'done', 'test_error': rec['final'].get('test_error'),
+                'seconds': time.perf_counter() - start,
                 'notebook': str(nb)}
     except BaseException as e:  # papermill's execution error, a dead kernel, a timeout: report, go on
         msg = f'{getattr(e, "ename", type(e).__name__)}: {getattr(e, "evalue", e)}'
         return {'status': 'failed', 'error': msg.strip()[:2000], 'seconds': time.perf_counter() - start, 'notebook': str(nb)}
+
+def _complete_runs(scale_dir: Path) -> dict[str, Path]:
+    "run_id -> directory of every complete run below `scale_dir` (any preset)."
+    found = {}
+    for rec in sorted(scale_dir.glob('*/*/record.json')):
+        try: found.setdefault(json.loads(rec.read_text())['run_id'], rec.parent)
+        except (OSError, ValueError, KeyError): continue      # a record being written, or not ours: not reusable
+    return found
+
+def _reuse(source: Path, point: SweepPoint) -> dict:
+    "Copy the run in `source` into `point.run_dir` (same run id: same settings and seed); the record says where from."
+    if point.run_dir.exists(): shutil.rmtree(point.run_dir)   # a 'new' point: at most the notebook of a failed try
+    with atomic_path(point.run_dir, is_dir=True) as tmp:
+        for f in ('artifacts.npz', 'notebook.ipynb', 'model.pt'):
+            if (source/f).exists(): shutil.copy2(source/f, tmp/f)
+        rec = json.loads((source/'record.json').read_text())
+        rec['config'].update(out_dir=str(point.run_dir), tags=point.config.get('tags', {}))
+        rec['reused_from'] = str(source)
+        write_json(tmp/'record.json', rec)
+    return {'status': 'reused', 'test_error': rec['final'].get('test_error'), 'seconds': 0.0,
+            'notebook': str(point.run_dir/'notebook.ipynb')}
 
 def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs', dry_run: bool = False,
               only: str | None = None, notebook=None, timeout: float | None = None, progress: bool = True,
@@ -184,23 +209,33 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
                for p in points]
     for r in results:
         if r['status'] == 'complete':
-            r['test_error'] = json.loads((r['point'].run_dir/'record.json').read_text())['final']['test_error']
+            rec = json.loads((r['point'].run_dir/'record.json').read_text())
+            r['test_error'], r['status'] = rec['final'].get('test_error'), 'diverged' if rec['status'] == 'diverged' else 'complete'
     if dry_run:
         if print_summary: print(summary_table(results, f"{preset['name']} ({scale}): {len(points)} points, dry run"))
         return results
-    todo = [r for r in results if r['status'] != 'complete']
+    todo = [r for r in results if r['status'] not in ('complete', 'diverged')]
+    # A run of another preset at this scale with the same run id (settings and seed) is copied, not trained again.
+    # (expand_sweep already drops a run listed twice in one preset.)
+    done = _complete_runs(points[0].run_dir.parent.parent) if todo else {}
+    jobs = []
+    for r in todo:
+        rid = run_id(config_from_dict(r['point'].config))
+        if r['status'] == 'new' and rid in done: r.update(_reuse(done[rid], r['point']))
+        else: jobs.append(r)
     threads = max(1, (os.cpu_count() or 1) // workers)
     kernel = kernel_name()
-    bar = tqdm(total=len(results), initial=len(results) - len(todo), desc=f"{preset['name']} ({scale})", disable=not progress)
+    bar = tqdm(total=len(results), initial=len(results) - len(jobs), desc=f"{preset['name']} ({scale})",
+               disable=not progress)
     def finish(r, res):
         r.update(res); bar.update(1)
         if res['status'] == 'failed': tqdm.write(f"FAILED {r['point'].label}: {res['error']}\n  notebook: {res['notebook']}")
-    jobs = [(r, {**r['point'].config, 'threads': r['point'].config.get('threads') or threads, 'progress': False}) for r in todo]
+    configs = [(r, {**r['point'].config, 'threads': r['point'].config.get('threads') or threads, 'progress': False}) for r in jobs]
     if workers == 1:
-        for r, cfg in jobs: finish(r, _execute_point(cfg, notebook, kernel, timeout))
+        for r, cfg in configs: finish(r, _execute_point(cfg, notebook, kernel, timeout))
     else:
         with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as pool:
-            futures = {pool.submit(_execute_point, cfg, notebook, kernel, timeout): r for r, cfg in jobs}
+            futures = {pool.submit(_execute_point, cfg, notebook, kernel, timeout): r for r, cfg in configs}
             for f in as_completed(futures): finish(futures[f], f.result())
     bar.close()
     if print_summary: print(summary_table(results, f"{preset['name']} ({scale})"))

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -29,7 +30,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 from tqdm.auto import tqdm
 
 import ratio_losses
@@ -40,12 +40,12 @@ from .losses import LOSSES, build_objective
 from .models import BACKBONES, HEADS, build_model
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'CONFIG_KEYS', 'RESULT_COLUMNS', 'RunConfig', 'check_schedule',
-           'check_config', 'config_from_dict', 'config_identity', 'run_id', 'LRFactor', 'lr_factor', 'kaiming_init_',
-           'Metrics', 'expected_calibration_error', 'train_one_epoch', 'evaluate', 'RunData', 'build_data',
-           'save_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results', 'collect_results',
-           'git_commit', 'versions', 'distributed_context', 'fixed_test_indices', 'load_artifacts', 'run_training',
-           'fit']
+__all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'RESULT_COLUMNS', 'RunConfig',
+           'check_schedule', 'check_config', 'config_from_dict', 'config_identity', 'run_id', 'LRFactor', 'lr_factor',
+           'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch', 'evaluate', 'RunData',
+           'build_data', 'save_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results',
+           'collect_results', 'git_commit', 'versions', 'distributed_context', 'fixed_test_indices', 'load_artifacts',
+           'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -86,7 +86,7 @@ class RunConfig:
     deterministic: bool = False              # deterministic CUDA kernels (CPU kernels already are)
     ordinal: bool | None = None              # exact and 1-off accuracy (None: from the dataset, e.g. Adience)
     softmax_images: int = 10                 # fixed test images whose softmax outputs are saved
-    feature_images: int = 500                # test images whose penultimate features are saved
+    feature_images: int = 500                # test (and training) images whose penultimate features are saved
     # --- operational
     out_dir: str | None = None               # where checkpoint, record and artefacts go (None: a new temp folder)
     results_table: str | None = None         # CSV to append a row to (None: results.csv beside out_dir, or in a temp out_dir)
@@ -97,9 +97,11 @@ class RunConfig:
     keep_checkpoint: bool = False            # keep checkpoint.pt once the record is written
     threads: int | None = None               # torch CPU threads (None: torch's default)
     progress: bool = True
+    on_divergence: str = 'error'             # a non-finite loss: 'error' raises, 'record' ends the run with a record saying so
 
 OPERATIONAL_KEYS = ('out_dir', 'results_table', 'name', 'tags', 'resume', 'save_model', 'keep_checkpoint', 'threads',
-                    'progress')
+                    'progress', 'on_divergence')
+DIVERGENCE = ('error', 'record')
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 # %% ../nbs/04_train.ipynb #ecd1be81
@@ -164,6 +166,7 @@ def check_config(config: RunConfig) -> RunConfig:
     _need(isinstance(c.weight_decay, (int, float)) and c.weight_decay >= 0, f"weight_decay={c.weight_decay!r} must be >= 0")
     _need(isinstance(c.seed, int) and 0 <= c.seed < 2**32, f"seed={c.seed!r} must be an integer in [0, 2**32)")
     _need(c.threads is None or _positive_int(c.threads), f"threads={c.threads!r} must be a positive integer or None")
+    _need(c.on_divergence in DIVERGENCE, _choices('on_divergence', c.on_divergence, DIVERGENCE))
     c.schedule = check_schedule(c.schedule)
     get_device(c.device)                                    # raises for a device this machine lacks
     return c
@@ -339,6 +342,8 @@ class RunData:
     test_inputs: Callable[[torch.Tensor], torch.Tensor]   # indices → normalised test images, for the artefacts
     mean: tuple
     std: tuple
+    train_labels: torch.Tensor | None = None              # in-memory datasets: the training (sub)set's labels ...
+    train_inputs: Callable[[torch.Tensor], torch.Tensor] | None = None   # ... and its normalised images, unaugmented
 
 def _subset(labels: torch.Tensor, size, seed: int, what: str) -> torch.Tensor | None:
     if size is None: return None
@@ -365,7 +370,8 @@ def build_data(config: RunConfig, device, rank: int = 0, world_size: int = 1) ->
         eval_bs = c.test_batch_size * world_size
         test = TensorLoader(xte, yte, eval_bs, shuffle=False, **kw)
         return RunData(train, test, info.num_classes, xtr.shape[1], len(ytr), yte.cpu(),
-                       lambda idx: test.normalize(test.images[idx.to(test.device)]), info.mean, info.std)  # whole split, any rank
+                       lambda idx: test.normalize(test.images[idx.to(test.device)]), info.mean, info.std,  # whole split, any rank
+                       ytr.cpu(), lambda idx: train.normalize(train.images[idx.to(train.device)]))
     from torch.utils.data import DataLoader, DistributedSampler, Subset
     size = c.image_size
     tr = load_dataset(c.dataset, 'train', c.root, transform=standard_transform(
@@ -484,7 +490,8 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError): return None
 
 def versions() -> dict:
-    return {'python': platform.python_version(), 'torch': torch.__version__, 'torchvision': torchvision.__version__,
+    "Versions of what a result depends on (torchvision's from its package metadata: importing it costs ≈1.5 s)."
+    return {'python': platform.python_version(), 'torch': torch.__version__, 'torchvision': importlib.metadata.version('torchvision'),
             'numpy': np.__version__, 'ratio_losses': ratio_losses.__version__}
 
 # %% ../nbs/04_train.ipynb #37aa0696
@@ -548,6 +555,11 @@ def _artifacts(model, data: RunData, metrics: dict, config: RunConfig, device) -
         art.update(feature_indices=idx.numpy(), feature_labels=data.test_labels[idx].numpy(),
                    feature_logits=out['logits'].numpy())
         if 'features' in out: art['features'] = out['features'].numpy()
+        if data.train_inputs is not None and 'features' in out:   # the same number of training images (CC Fig. 3)
+            idx = _subset(data.train_labels, min(config.feature_images, len(data.train_labels)), 0, 'feature_images')
+            out = _forward_all(model, data.train_inputs, idx, config.test_batch_size, config.amp, device)
+            art.update(train_feature_indices=idx.numpy(), train_feature_labels=data.train_labels[idx].numpy(),
+                       train_features=out['features'].numpy())
     return art
 
 def load_artifacts(run_dir) -> dict:
@@ -573,7 +585,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     if record_path.exists():
         old = json.loads(record_path.read_text())
         if config_identity(old['config']) == ident:
-            _log(f"{out}: complete already (test error {100 * old['final']['test_error']:.2f} %); not trained again", rank)
+            _log(f"{out}: {old['status']} already; not trained again", rank)
             return old
         raise ValueError(f"out_dir={str(out)!r} holds the record of a run with other settings: "
                          f"{'; '.join(_differences(config_identity(old['config']), ident))}. Use another out_dir")
@@ -619,16 +631,23 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if c.compile: net = torch.compile(net)
     resumed_at = [h['epoch'] for h in history[-1:]]
+    te, diverged = None, None
     for epoch in tqdm(range(start_epoch, epochs), desc='epochs', disable=not (c.progress and rank == 0),
                       initial=start_epoch, total=epochs):
         start = time.perf_counter()
         data.train_loader.set_epoch(epoch)
         left = total_steps - epoch * steps_per_epoch
-        tr = train_one_epoch(net, objective, optimizer, data.train_loader, device, scheduler=scheduler, scaler=scaler,
-                             amp=c.amp, channels_last=c.channels_last, max_steps=min(left, steps_per_epoch),
-                             progress=c.progress and rank == 0, desc=f'epoch {epoch + 1}/{epochs}')
-        te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
-                      ordinal=ordinal, num_classes=data.num_classes)
+        try:
+            tr = train_one_epoch(net, objective, optimizer, data.train_loader, device, scheduler=scheduler, scaler=scaler,
+                                 amp=c.amp, channels_last=c.channels_last, max_steps=min(left, steps_per_epoch),
+                                 progress=c.progress and rank == 0, desc=f'epoch {epoch + 1}/{epochs}')
+            te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
+                          ordinal=ordinal, num_classes=data.num_classes)
+        except FloatingPointError as e:          # a non-finite loss (NonFiniteLossError is one too)
+            if c.on_divergence != 'record': raise
+            diverged = {'epoch': epoch + 1, 'error': str(e)[:500]}
+            _log(f"{out}: diverged in epoch {epoch + 1}/{epochs} ({str(e)[:120]}); recorded as diverged", rank)
+            break
         rec = {'epoch': epoch + 1, 'iteration': epoch * steps_per_epoch + tr['steps'],
                'lr': optimizer.param_groups[0]['lr'], 'train_loss': tr['loss'], 'train_error': tr['top1_error'],
                **({f'train_{k}': v for k, v in tr['terms'].items()} if len(tr['terms']) > 1 else {}),  # each term
@@ -648,18 +667,21 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                                         'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
                                         'scaler': scaler.state_dict(), 'rng': rngs, 'history': history,
                                         'wall_seconds': wall_before + time.perf_counter() - t0})
-    # the final evaluation's confusion matrix and the artefacts
-    te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
-                  ordinal=ordinal, num_classes=data.num_classes)
+    if te is None and diverged is None:   # resumed after the last epoch: the final evaluation was not kept
+        te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
+                      ordinal=ordinal, num_classes=data.num_classes)
+    # the last evaluation's confusion matrix and the artefacts
     record = None
     if rank == 0:
-        art = _artifacts(model, data, te, c, device)
-        with atomic_path(out/'artifacts.npz') as tmp, open(tmp, 'wb') as f: np.savez_compressed(f, **art)
-        if c.save_model:
-            with atomic_path(out/'model.pt') as tmp: torch.save(model.state_dict(), tmp)
-        last = history[-1]
-        final = {k: v for k, v in last.items() if k not in ('epoch', 'iteration', 'lr', 'seconds')}
-        record = {'run_id': rid, 'name': c.name or out.name, 'status': 'complete', 'config': dataclasses.asdict(c),
+        if diverged is None:
+            art = _artifacts(model, data, te, c, device)
+            with atomic_path(out/'artifacts.npz') as tmp, open(tmp, 'wb') as f: np.savez_compressed(f, **art)
+            if c.save_model:
+                with atomic_path(out/'model.pt') as tmp: torch.save(model.state_dict(), tmp)
+            final = {k: v for k, v in history[-1].items() if k not in ('epoch', 'iteration', 'lr', 'seconds')}
+        else: final = {}                                       # no final metrics: the model is not finite
+        record = {'run_id': rid, 'name': c.name or out.name, 'status': 'diverged' if diverged else 'complete',
+                  'diverged': diverged, 'config': dataclasses.asdict(c),
                   'seed': c.seed, 'epochs': epochs, 'iterations': total_steps, 'steps_per_epoch': steps_per_epoch,
                   'train_size': data.train_size, 'test_size': len(data.test_labels), 'num_classes': data.num_classes,
                   'ordinal': ordinal, 'history': history, 'final': final,
@@ -669,12 +691,13 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                   'threads': torch.get_num_threads(), 'world_size': world, 'host': socket.gethostname(),
                   'versions': versions(), 'git_commit': git_commit(),
                   'finished_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
-                  'artifacts': 'artifacts.npz', 'model': 'model.pt' if c.save_model else None}
+                  'artifacts': None if diverged else 'artifacts.npz', 'model': 'model.pt' if c.save_model and not diverged else None}
         write_json(record_path, record)
         append_result(table, result_row(record, record_path))
         if not c.keep_checkpoint: ckpt_path.unlink(missing_ok=True)
-        _log(f"test error {100 * final['test_error']:.2f} % (top-1) after {epochs} epoch(s), {total_steps} steps, "
-             f"{record['wall_seconds']:.1f} s | record: {record_path}", rank)
+        if not diverged:
+            _log(f"test error {100 * final['test_error']:.2f} % (top-1) after {epochs} epoch(s), {total_steps} steps, "
+                 f"{record['wall_seconds']:.1f} s | record: {record_path}", rank)
     if world > 1: dist.barrier()
     return record
 

@@ -25,16 +25,38 @@ def test_fashion_mnist_from_debian(fashion_mnist_dir):
     assert mean == pytest.approx(train.info.mean, abs=5e-4) and std == pytest.approx(train.info.std, abs=5e-4)
 
 
-def test_fashion_mnist_unpacks_into_the_cache_once(fashion_mnist_dir, tmp_path, monkeypatch):
+def test_fashion_mnist_read_in_place_like_torchvision(fashion_mnist_dir, tmp_path, monkeypatch):
+    "The IDX reader gives torchvision's tensors, reads Debian's .gz files where they are and writes nothing anywhere."
+    monkeypatch.setenv('RATIO_LOSSES_CACHE', str(tmp_path/'cache'))
     listing = sorted(p.name for p in fashion_mnist_dir.iterdir())
-    ds = load_dataset('fashion_mnist', 'test')
-    cache = rd.cache_dir()
-    assert Path(ds.root).is_relative_to(cache)                      # read from the cache, not from /usr/share
-    raw = Path(ds.raw_folder)
-    stamp = [(raw/f).stat().st_mtime_ns for f in rd._IDX_FILES]
-    load_dataset('fashion_mnist', 'train')
-    assert [(raw/f).stat().st_mtime_ns for f in rd._IDX_FILES] == stamp   # reused, not unpacked again
-    assert sorted(p.name for p in fashion_mnist_dir.iterdir()) == listing  # nothing written beside the originals
+    ours = load_tensors('fashion_mnist', 'test')
+    assert sorted(p.name for p in fashion_mnist_dir.iterdir()) == listing   # nothing written beside the originals
+    assert not (tmp_path/'cache').exists()                                    # and nothing unpacked into the cache
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+    import gzip
+    for f in rd._IDX_FILES:                                                   # torchvision reads unpacked files only
+        (tmp_path/f).write_bytes(gzip.decompress((fashion_mnist_dir/f'{f}.gz').read_bytes()))
+    assert torch.equal(ours.images[:, 0], read_image_file(str(tmp_path/'t10k-images-idx3-ubyte')))
+    assert torch.equal(ours.labels, read_label_file(str(tmp_path/'t10k-labels-idx1-ubyte')).long())
+    assert torch.equal(load_tensors('fashion_mnist', 'test', root=tmp_path).images, ours.images)  # unpacked copies too
+
+
+def test_idx_reader_rejects_bad_files(tmp_path):
+    layouts.write_idx(tmp_path, gz=False)
+    with pytest.raises(ValueError, match='not an unsigned-byte IDX file'):
+        (tmp_path/'bad').write_bytes(b'\x00\x00\x0d\x03' + bytes(16)); rd.read_idx(tmp_path/'bad')   # float values
+    data = (tmp_path/'train-images-idx3-ubyte').read_bytes()
+    (tmp_path/'cut').write_bytes(data[:-5])
+    with pytest.raises(ValueError, match='truncated or padded: the header says \\(12, 28, 28\\)'):
+        rd.read_idx(tmp_path/'cut')
+
+
+def test_torchvision_is_imported_only_when_needed():
+    "In-memory runs never import torchvision (≈1.5 s that every papermill point would pay)."
+    import subprocess, sys
+    code = ("import sys; from ratio_losses.train import run_training; from ratio_losses.data import load_tensors; "
+            "load_tensors('digits'); print('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == 'False'
 
 
 def test_fashion_mnist_root_and_env(fashion_mnist_dir, tmp_path, monkeypatch):
@@ -175,10 +197,12 @@ def test_mnist_idx_files(tmp_path, gz):
     assert torch.equal(test.images[:, 0], torch.from_numpy(xt))
 
 
-def test_mnist_in_torchvision_layout_is_used_in_place(tmp_path):
-    layouts.write_idx(tmp_path/'MNIST'/'raw', gz=False)
+def test_mnist_in_torchvision_layout_is_found(tmp_path):
+    x, y, _, _ = layouts.write_idx(tmp_path/'MNIST'/'raw', gz=False)    # where torchvision's download puts them
     ds = load_dataset('mnist', 'train', root=tmp_path)
-    assert Path(ds.root) == tmp_path                                  # no copy into the cache
+    assert torch.equal(ds.images[:, 0], torch.from_numpy(x)) and ds.classes == [str(i) for i in range(10)]
+    img, label = ds[3]
+    assert img.mode == 'L' and np.array_equal(np.asarray(img), x[3]) and label == y[3]   # PIL items, as torchvision gives
 
 
 # --- missing data: a clear error, at once -----------------------------------------------------------------

@@ -68,6 +68,24 @@ def test_sweep_through_papermill_skips_and_reports_failures(tmp_path, capsys):
     assert [r['status'] for r in again] == ['complete', 'complete']   # nothing trained again
 
 
+def test_runs_shared_by_presets_are_trained_once(tmp_path):
+    "A run already complete in another preset is copied, with the same record and artefacts, not trained again."
+    a = {'name': 'a', 'fixed': TINY, 'grid': {'objective': [{'ce': {}}, {'crl': {}}]}, 'seeds': [0]}
+    b = {'name': 'b', 'fixed': {**TINY, 'progress': True}, 'grid': {'objective': [{'ce': {}}, {'nllr': {}}, {'crl': {}}]},
+         'seeds': [0]}                                      # an operational key differs: still the same runs
+    ra = run_sweep(a, runs_root=tmp_path, workers=2, progress=False, print_summary=False)
+    rb = run_sweep(b, runs_root=tmp_path, workers=2, progress=False, print_summary=False)
+    assert [r['status'] for r in rb] == ['reused', 'done', 'reused']
+    for copy, source in ((rb[0], ra[0]), (rb[2], ra[1])):
+        rec = json.loads((copy['point'].run_dir/'record.json').read_text())
+        src = json.loads((source['point'].run_dir/'record.json').read_text())
+        assert rec['reused_from'] == str(source['point'].run_dir) and rec['final'] == src['final']
+        assert rec['config']['tags'] == {'sweep': 'b', 'scale': 'cpu'} and rec['config']['out_dir'] == str(copy['point'].run_dir)
+        assert (copy['point'].run_dir/'artifacts.npz').read_bytes() == (source['point'].run_dir/'artifacts.npz').read_bytes()
+    assert len(read_results(tmp_path/'cpu'/'results.csv')) == 3                  # three runs trained, not five
+    assert [r['status'] for r in run_sweep(b, runs_root=tmp_path, dry_run=True, print_summary=False)] == ['complete'] * 3
+
+
 def test_interrupted_sweep_resumes_from_checkpoints(tmp_path):
     preset = tmp_path/'p.yaml'
     preset.write_text(yaml.safe_dump({'name': 'long', 'fixed': {'dataset': 'digits', 'batch_size': 64, 'epochs': 12,

@@ -290,3 +290,21 @@ def test_torchrun_two_processes_match_one(tmp_path):
         assert abs(h2['test_error'] - h1['test_error']) < 0.02
     with open(tmp_path/'results.csv', newline='') as f: rows = list(csv.DictReader(f))
     assert [r['world_size'] for r in rows] == ['1', '2']            # one row per run: rank 1 wrote none
+
+
+def test_divergence_is_an_error_or_a_record(tmp_path):
+    "A loss that turns NaN/inf raises by default; with on_divergence='record' (what sweeps use) the run is recorded."
+    from ratio_losses.losses import NonFiniteLossError
+    cfg = {**TINY, 'objective': {'nllr': {}}, 'lr': 1e4, 'epochs': 3}
+    with pytest.raises(FloatingPointError, match='not finite'):
+        run_training({**cfg, 'out_dir': str(tmp_path/'a')})
+    rec = run_training({**cfg, 'out_dir': str(tmp_path/'b'), 'on_divergence': 'record'})
+    assert rec['status'] == 'diverged' and rec['final'] == {} and rec['diverged']['epoch'] >= 1
+    assert 'not finite' in rec['diverged']['error'] and len(rec['history']) == rec['diverged']['epoch'] - 1
+    assert not (tmp_path/'b'/'artifacts.npz').exists() and not (tmp_path/'b'/'checkpoint.pt').exists()
+    row = read_results(tmp_path/'results.csv')[-1]
+    assert row['test_error'] == '' and row['run_id'] == rec['run_id']
+    assert run_training({**cfg, 'out_dir': str(tmp_path/'b'), 'on_divergence': 'record'})['finished_at'] == rec['finished_at']
+    assert issubclass(NonFiniteLossError, ValueError) and issubclass(NonFiniteLossError, FloatingPointError)
+    with pytest.raises(ValueError, match="on_divergence='ignore' is unknown; valid choices: error, record"):
+        run_training({**cfg, 'out_dir': str(tmp_path/'c'), 'on_divergence': 'ignore'})
