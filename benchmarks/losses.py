@@ -26,6 +26,7 @@ LOSSES = {
     'competing_ratio_loss': (L.competing_ratio_loss, 1.3),
     'categorical_cross_entropy': (L.categorical_cross_entropy, 2.0),
     'gradient_boosting_cross_entropy k=15': (lambda x, t: L.gradient_boosting_cross_entropy(x, t, 15), 2.0),
+    'focal_loss gamma=2 (comparison loss)': (L.focal_loss, None),
 }
 
 

@@ -91,8 +91,8 @@ def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
 # %% ../nbs/06_analysis.ipynb #d0a7326f
 GREEK = {'alpha': 'α', 'beta': 'β', 'lam': 'λ', 'gamma': 'γ', 'xi': 'ξ'}
 LOSS_COLORS = {'ce': '#1f77b4', 'nllr': '#ff7f0e', 'crl': '#2ca02c', 'cce': '#9467bd', 'gce': '#d62728',
-               'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf'}
-_NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL'}
+               'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf', 'focal': '#393b79'}
+_NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL', 'focal': 'Focal'}
 
 def _objective(config: dict) -> dict:
     "The objective of a config with its classification loss first (CE where none is named, as build_objective does)."

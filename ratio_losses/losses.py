@@ -22,7 +22,7 @@ __all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation',
            'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances', 'within_class_loss',
            'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss',
            'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss',
-           'MixtureSeparabilityLoss', 'Objective', 'build_objective']
+           'MixtureSeparabilityLoss', 'focal_loss', 'FocalLoss', 'Objective', 'build_objective']
 
 # %% ../nbs/02_losses.ipynb #85dcc26d
 _VALIDATE = True
@@ -489,9 +489,49 @@ class MixtureSeparabilityLoss(nn.Module):
         return lw
 
 # %% ../nbs/02_losses.ipynb #1995ef07
+def _check_class_weights(alpha) -> torch.Tensor | None:
+    if alpha is None: return None
+    w = torch.as_tensor(alpha, dtype=torch.float64)
+    if w.ndim != 1 or w.numel() < 2 or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError(f"alpha={alpha!r} must be None or one finite weight >= 0 per class (a list of C numbers)")
+    return w
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha=None,
+               reduction: str = 'mean') -> torch.Tensor:
+    r"""Focal loss $-\alpha_c(1-p_c)^\gamma\log p_c$ (Lin et al. 2017, eq. 5; γ = 2). `alpha`: None or one weight
+    per class. γ = 0 without `alpha` is cross-entropy."""
+    gamma = _check_number('gamma', gamma, what=' (focal loss eq. 5; the paper uses 2)')
+    w = _check_class_weights(alpha)
+    _check_reduction(reduction)
+    logits, target = _check_inputs(logits, target)
+    x = _float(logits)
+    logp_c = torch.log_softmax(x, 1).gather(1, target[:, None]).squeeze(1)
+    loss = -logp_c
+    if gamma > 0:
+        one_minus = (-torch.expm1(logp_c)).clamp_min(torch.finfo(x.dtype).tiny)
+        loss = one_minus.pow(gamma) * loss
+    if w is not None:
+        if len(w) != x.shape[1]:
+            raise ValueError(f"alpha has {len(w)} class weights but the logits have C = {x.shape[1]} classes")
+        loss = w.to(device=x.device, dtype=x.dtype)[target] * loss
+    return _finite(_reduce(loss, reduction), logits)
+
+class FocalLoss(ClassificationLoss):
+    "Focal loss (Lin et al. 2017, eq. 5; γ = 2, optional per-class α, kept in the state dict)."
+    def __init__(self, gamma: float = 2.0, alpha=None, reduction: str = 'mean'):
+        super().__init__(reduction)
+        self.gamma = _check_number('gamma', gamma, what=' (focal loss eq. 5; the paper uses 2)')
+        w = _check_class_weights(alpha)
+        self.register_buffer('alpha', None if w is None else w.float())
+    def hparams(self): return {'gamma': self.gamma, **({'alpha': self.alpha.tolist()} if self.alpha is not None else {})}
+    def forward(self, logits, target):
+        return focal_loss(logits, target, self.gamma, self.alpha, self.reduction)
+
+# %% ../nbs/02_losses.ipynb #32e749ca
 LOSSES: dict[str, type] = {
     'ce': CrossEntropyLoss, 'nllr': NLLRLoss, 'crl': CompetingRatioLoss, 'cce': CategoricalCrossEntropyLoss,
-    'gce': GradientBoostingCrossEntropyLoss, 'cc': ChannelCorrelationLoss, 'msl': MixtureSeparabilityLoss}
+    'gce': GradientBoostingCrossEntropyLoss, 'cc': ChannelCorrelationLoss, 'msl': MixtureSeparabilityLoss,
+    'focal': FocalLoss}
 
 def _make_term(name: str, params) -> nn.Module:
     if name not in LOSSES:

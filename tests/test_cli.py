@@ -51,8 +51,8 @@ def test_bad_arguments_exit_2_with_the_choices(tmp_path):
     assert r.returncode == 2 and "device='tpu'" in r.stderr
     r = run('train', '--dataset', 'digits', '--set', 'learning_rate=0.1')
     assert r.returncode == 2 and "unknown config key(s) 'learning_rate'; valid keys: dataset" in r.stderr
-    r = run('train', '--dataset', 'digits', '--objective', '{focal: {}}')
-    assert r.returncode == 2 and "focal" in r.stderr and 'crl' in r.stderr
+    r = run('train', '--dataset', 'digits', '--objective', '{arcface: {}}')
+    assert r.returncode == 2 and "arcface" in r.stderr and 'crl' in r.stderr
     (tmp_path/'bad.yaml').write_text('dataset: [digits\n')
     r = run('train', '--config', str(tmp_path/'bad.yaml'))
     assert r.returncode == 2 and 'does not parse' in r.stderr

@@ -86,6 +86,14 @@ def ref_within(q, y, xi):                           # MSL eq. 3-5
     return total
 
 
+def ref_focal(x, y, gamma=2.0, alpha=None):        # Lin et al. 2017, eq. 5
+    out = []
+    for r, c in zip(x.tolist(), y.tolist()):
+        p = _softmax_row(r)
+        out.append(-(alpha[c] if alpha else 1.0) * (1 - p[c]) ** gamma * math.log(p[c]))
+    return out
+
+
 def _data(B, C, dtype, seed=0, scale=3.0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, C, generator=g, dtype=torch.float64) * scale).to(dtype), torch.randint(0, C, (B,), generator=g)
@@ -106,6 +114,10 @@ FUNCTIONAL = {
     'cce': (lambda x, y, r: L.categorical_cross_entropy(x, y, r), ref_cce),
     'gce k=1': (lambda x, y, r: L.gradient_boosting_cross_entropy(x, y, 1, r), lambda x, y: ref_gce(x, y, 1)),
     'gce k=15': (lambda x, y, r: L.gradient_boosting_cross_entropy(x, y, 15, r), lambda x, y: ref_gce(x, y, 15)),
+    'focal': (lambda x, y, r: L.focal_loss(x, y, 2.0, None, r), ref_focal),
+    'focal g=0.5': (lambda x, y, r: L.focal_loss(x, y, 0.5, None, r), lambda x, y: ref_focal(x, y, 0.5)),
+    'focal g=1 alpha': (lambda x, y, r: L.focal_loss(x, y, 1.0, [0.1 * (i % 7 + 1) for i in range(x.shape[1])], r),
+                        lambda x, y: ref_focal(x, y, 1.0, [0.1 * (i % 7 + 1) for i in range(x.shape[1])])),
 }
 
 
@@ -321,6 +333,7 @@ ALL_LOSSES = {
     'ce': L.cross_entropy, 'nllr': L.nllr_loss, 'crl': L.competing_ratio_loss, 'crl a=0.5': lambda x, y: L.competing_ratio_loss(x, y, 0.5),
     'cce': L.categorical_cross_entropy, 'gce': lambda x, y: L.gradient_boosting_cross_entropy(x, y, 3),
     'msl': L.mixture_separability_loss, 'cc': lambda x, y: L.channel_correlation_loss(x, torch.sigmoid(x), y),
+    'focal': L.focal_loss, 'focal g=0.5': lambda x, y: L.focal_loss(x, y, 0.5),
 }
 
 
@@ -464,7 +477,7 @@ def test_objectives_from_configs():
 
 @pytest.mark.parametrize('config,match', [
     ({'crl': {}, 'nllr': {}}, 'choose one of ce, nllr, crl, cce, gce'),
-    ({'focal': {}}, "unknown loss 'focal'.*valid choices: ce, nllr, crl"),
+    ({'arcface': {}}, "unknown loss 'arcface'.*valid choices: ce, nllr, crl"),
     ({'crl': {'a': 1}}, 'unknown hyperparameter.*valid: alpha, beta'),
     ({'gce': {'k': 0}}, 'k=0'),
     ({'crl': 1.5}, 'must be a dict'),
@@ -506,3 +519,37 @@ def test_msl_margin_schedule_and_checkpoint(tmp_path):
     for o in (obj, restored):                                       # both continue identically
         for _ in range(2): o(spread, y)
     assert r.xi.item() == msl.xi.item() and r.previous_mean.item() == pytest.approx(msl.previous_mean.item())
+
+
+# --- comparison losses -----------------------------------------------------------------------------------------
+def test_focal_reduces_to_ce_and_its_modulating_factor_is_differentiated():
+    x, y = _data(32, 10, torch.float64, seed=3)
+    torch.testing.assert_close(L.focal_loss(x, y, gamma=0.0), F.cross_entropy(x, y))
+    torch.testing.assert_close(L.FocalLoss(gamma=0.0)(x, y), F.cross_entropy(x, y))
+    x.requires_grad_()
+    L.focal_loss(x, y, 2.0).backward()
+    z = x.detach().clone().requires_grad_()
+    p_c = z.softmax(1)[torch.arange(32), y]
+    (-((1 - p_c) ** 2) * p_c.log()).mean().backward()                # the factor inside the graph
+    torch.testing.assert_close(x.grad, z.grad)
+    w = z.detach().clone().requires_grad_()
+    p_c = w.softmax(1)[torch.arange(32), y]
+    (-((1 - p_c) ** 2).detach() * p_c.log()).mean().backward()        # the factor treated as a constant: not the same
+    assert not torch.allclose(z.grad, w.grad)
+
+
+def test_focal_module_keeps_alpha_in_its_state_and_checks_it():
+    m = L.FocalLoss(gamma=1.5, alpha=[1.0, 0.5, 2.0])
+    fresh = L.FocalLoss(gamma=1.5, alpha=[1.0, 1.0, 1.0])
+    fresh.load_state_dict(m.state_dict())
+    x, y = _data(9, 3, torch.float32, seed=2)
+    torch.testing.assert_close(fresh(x, y), m(x, y))
+    assert m.hparams() == {'gamma': 1.5, 'alpha': [1.0, 0.5, 2.0]}
+    obj = L.build_objective({'focal': {'gamma': 2}})
+    torch.testing.assert_close(obj(ModelOutput(logits=x), y), L.focal_loss(x, y, 2.0))
+    with pytest.raises(ValueError, match='alpha has 3 class weights but the logits have C = 4 classes'):
+        L.focal_loss(torch.randn(2, 4), torch.tensor([0, 1]), alpha=[1, 1, 1])
+    with pytest.raises(ValueError, match=r'alpha=\[1, -1\] must be None or one finite weight >= 0 per class'):
+        L.FocalLoss(alpha=[1, -1])
+    with pytest.raises(ValueError, match='gamma=-0.5 must be a finite number >= 0'):
+        L.FocalLoss(gamma=-0.5)

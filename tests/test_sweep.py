@@ -29,8 +29,8 @@ def test_preset_errors_name_the_key(tmp_path):
         load_preset({'name': 'x', 'scales': {'gpu': {}}})
     with pytest.raises(ValueError, match=r"unknown run-config key\(s\) learning_rate; valid keys: dataset"):
         expand_sweep({'name': 'x', 'fixed': {**TINY, 'learning_rate': 0.1}})
-    with pytest.raises(ValueError, match=r"point objective=focal, seed=0: objective="):
-        expand_sweep({'name': 'x', 'fixed': TINY, 'grid': {'objective': ['focal']}})
+    with pytest.raises(ValueError, match=r"point objective=arcface, seed=0: objective="):
+        expand_sweep({'name': 'x', 'fixed': TINY, 'grid': {'objective': ['arcface']}})
     with pytest.raises(ValueError, match=r"point epochs=0.*epochs=0 must be a positive integer"):
         expand_sweep({'name': 'x', 'fixed': {**TINY, 'iterations': None}, 'grid': {'epochs': [1, 0]}})
     with pytest.raises(ValueError, match=r"has no 'paper' scale; it has: cpu"):
