@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 import ratio_losses
-from .losses import LOSSES, competing_ratio_loss, cross_entropy, gradient_boosting_cross_entropy
+from .losses import competing_ratio_loss, objective_terms, cross_entropy, gradient_boosting_cross_entropy
 from .sweep import expand_sweep, load_preset
 from .train import load_artifacts, run_training
 
@@ -94,23 +94,15 @@ LOSS_COLORS = {'ce': '#1f77b4', 'nllr': '#ff7f0e', 'crl': '#2ca02c', 'cce': '#94
                'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf', 'focal': '#393b79'}
 _NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL', 'focal': 'Focal'}
 
-def _objective(config: dict) -> dict:
-    "The objective of a config with its classification loss first (CE where none is named, as build_objective does)."
-    obj = config.get('objective') or {'ce': {}}
-    obj = {obj: {}} if isinstance(obj, str) else obj
-    cls = [n for n in obj if n in LOSSES and LOSSES[n].kind == 'classification']
-    head = {cls[0]: obj[cls[0]]} if cls else {'ce': {}}
-    return {**head, **{n: hp for n, hp in obj.items() if n not in head}}
-
 def loss_key(config: dict) -> str:
     "The colour key of a run config: 'crl', 'ce+cc', 'ce+msl', 'db+gce', ..."
-    key = '+'.join(_objective(config))
+    key = '+'.join(objective_terms(config.get('objective')))
     if config.get('head') == 'cam' and (config.get('head_options') or {}).get('diversify', True): key = 'db+' + key
     return key
 
 def loss_label(config: dict, params: bool = True) -> str:
     "A legend label: 'CRL (α=1.5, β=1)', 'CE + CC (λ=1)', 'DB + GCE (k=3)'."
-    obj, parts = _objective(config), []
+    obj, parts = objective_terms(config.get('objective')), []
     for name, hp in obj.items():
         s = _NAMES.get(name, name.upper())
         if params and hp: s += ' (' + ', '.join(f'{GREEK.get(k, k)}={v:g}' if isinstance(v, (int, float)) else f'{GREEK.get(k, k)}={v}'
@@ -611,9 +603,8 @@ def smoke_preset(preset) -> dict:
 
 def smoke_runs(presets, runs_root) -> Path:
     "Train the smoke variant of every preset under `runs_root/cpu/` (skipping complete runs); returns runs_root."
-    from ratio_losses.sweep import expand_sweep as _expand
     for preset in presets:
-        for p in _expand(smoke_preset(preset), 'cpu', runs_root):
+        for p in expand_sweep(smoke_preset(preset), 'cpu', runs_root):
             if p.status() != 'complete': run_training({**p.config, 'threads': None})
     return Path(runs_root)
 

@@ -22,7 +22,7 @@ __all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation',
            'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances', 'within_class_loss',
            'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss',
            'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss',
-           'MixtureSeparabilityLoss', 'focal_loss', 'FocalLoss', 'Objective', 'build_objective']
+           'MixtureSeparabilityLoss', 'focal_loss', 'FocalLoss', 'Objective', 'objective_terms', 'build_objective']
 
 # %% ../nbs/02_losses.ipynb #85dcc26d
 _VALIDATE = True
@@ -566,6 +566,13 @@ class Objective(nn.Module):
             total = total + terms[name]
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         return total
+
+def objective_terms(config: dict | str | None) -> dict:
+    """An objective config as `{name: hyperparameters}` with its classification loss first, CE where none is named
+    (what `build_objective` builds): `{'msl': {}}` -> `{'ce': {}, 'msl': {}}`. For names and tables; no checks."""
+    obj = {'ce': {}} if not config else {config: {}} if isinstance(config, str) else config
+    cls = [n for n in obj if n in LOSSES and LOSSES[n].kind == 'classification'][:1] or ['ce']
+    return {cls[0]: obj.get(cls[0], {}), **{n: hp for n, hp in obj.items() if n != cls[0]}}
 
 def build_objective(config: dict | str | None = None) -> Objective:
     "An `Objective` from a config: `'crl'`, `{'crl': {'alpha': 1.5, 'beta': 1}}`, `{'gce': {'k': 5}, 'msl': {}}`, ..."

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 import ratio_losses
 from .core import atomic_path
-from .train import CONFIG_KEYS, config_from_dict, config_identity, run_id, write_json
+from .train import CONFIG_KEYS, config_from_dict, read_results, run_id, write_json
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
@@ -70,6 +70,7 @@ class SweepPoint:
     config: dict
     varying: dict
     run_dir: Path
+    run_id: str
     @property
     def label(self) -> str: return ', '.join(f'{k}={_short(v)}' for k, v in self.varying.items())
     def status(self) -> str:
@@ -141,7 +142,7 @@ def expand_sweep(preset, scale: str = 'cpu', runs_root='runs') -> list[SweepPoin
                 if 'on_divergence' not in given: config['on_divergence'] = 'record'    # a diverging seed is a result
                 config.update(out_dir=str(run_dir), tags={**config.get('tags', {}), 'sweep': preset['name'], 'scale': scale},
                               results_table=str(Path(runs_root)/scale/'results.csv'), name=slug[:90] or preset['name'])
-                points.append(SweepPoint(preset['name'], scale, config, varying, run_dir))
+                points.append(SweepPoint(preset['name'], scale, config, varying, run_dir, rid))
     return points
 
 # %% ../nbs/05_sweep.ipynb #7d19d74e
@@ -174,13 +175,10 @@ def _execute_point(config: dict, notebook: str, kernel: str, timeout: float | No
         msg = f'{getattr(e, "ename", type(e).__name__)}: {getattr(e, "evalue", e)}'
         return {'status': 'failed', 'error': msg.strip()[:2000], 'seconds': time.perf_counter() - start, 'notebook': str(nb)}
 
-def _complete_runs(scale_dir: Path) -> dict[str, Path]:
-    "run_id -> directory of every complete run below `scale_dir` (any preset)."
-    found = {}
-    for rec in sorted(scale_dir.glob('*/*/record.json')):
-        try: found.setdefault(json.loads(rec.read_text())['run_id'], rec.parent)
-        except (OSError, ValueError, KeyError): continue      # a record being written, or not ours: not reusable
-    return found
+def _complete_runs(table: Path) -> dict[str, Path]:
+    "run_id -> directory of every run the scale's results table lists whose record is there (any preset)."
+    if not table.exists(): return {}
+    return {r['run_id']: Path(r['record']).parent for r in read_results(table) if r['record'] and Path(r['record']).exists()}
 
 def _reuse(source: Path, point: SweepPoint) -> dict:
     "Copy the run in `source` into `point.run_dir` (same run id: same settings and seed); the record says where from."
@@ -217,10 +215,10 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
     todo = [r for r in results if r['status'] not in ('complete', 'diverged')]
     # A run of another preset at this scale with the same run id (settings and seed) is copied, not trained again.
     # (expand_sweep already drops a run listed twice in one preset.)
-    done = _complete_runs(points[0].run_dir.parent.parent) if todo else {}
+    done = _complete_runs(Path(points[0].config['results_table'])) if todo else {}
     jobs = []
     for r in todo:
-        rid = run_id(config_from_dict(r['point'].config))
+        rid = r['point'].run_id
         if r['status'] == 'new' and rid in done: r.update(_reuse(done[rid], r['point']))
         else: jobs.append(r)
     threads = max(1, (os.cpu_count() or 1) // workers)

@@ -36,7 +36,7 @@ import ratio_losses
 from .core import ModelOutput, atomic_path, get_device, seed_everything
 from .data import (DatasetNotFoundError, TensorLoader, dataset_info, list_datasets, load_dataset,
                                load_tensors, standard_transform, stratified_subset)
-from .losses import LOSSES, build_objective
+from .losses import build_objective, objective_terms
 from .models import BACKBONES, HEADS, build_model
 
 # %% auto #0
@@ -436,9 +436,8 @@ def result_row(record: dict, record_path=None) -> dict:
     "The tidy-table row of a run record."
     c, f = record['config'], record['final']
     obj = c['objective'] if isinstance(c['objective'], dict) else {c['objective']: {}}
-    cls = [k for k in obj if getattr(LOSSES.get(k), 'kind', '') == 'classification']
     row = {'run_id': record['run_id'], 'name': record.get('name'), 'sweep': c['tags'].get('sweep'),
-           'scale': c['tags'].get('scale'), 'loss': '+'.join(cls + [k for k in obj if k not in cls]) if cls else '+'.join(['ce', *obj]),
+           'scale': c['tags'].get('scale'), 'loss': '+'.join(objective_terms(obj)),
            'objective': json.dumps(obj, sort_keys=True), 'schedule': json.dumps(c['schedule'], sort_keys=True),
            'wall_seconds': round(record['wall_seconds'], 3), 'device': record['device'], 'world_size': record['world_size'],
            'git_commit': record['git_commit'], 'finished_at': record['finished_at'],
