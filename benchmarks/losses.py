@@ -27,12 +27,39 @@ LOSSES = {
     'categorical_cross_entropy': (L.categorical_cross_entropy, 2.0),
     'gradient_boosting_cross_entropy k=15': (lambda x, t: L.gradient_boosting_cross_entropy(x, t, 15), 2.0),
     'focal_loss gamma=2 (comparison loss)': (L.focal_loss, None),
+    'max_entropy_loss gamma=0.1': (lambda x, t: L.max_entropy_loss(x, t, 0.1), None),
+}
+
+# The comparison losses that read features and class vectors instead of logits: timed on (features (B, D = 64),
+# class vectors (C, D)) with gradients into both; the baseline is the plain last layer plus F.cross_entropy,
+# features @ W.T, on the same inputs. MC-Loss reads (B, 3C, 7, 7) feature maps; its baseline is GAP + a linear layer
+# + F.cross_entropy on the same maps.
+D = 64
+FEATURE_LOSSES = {
+    'center_loss (+ CE)': lambda f, w, t: F.cross_entropy(f @ w.T, t) + 0.003 * L.center_loss(f, w, t),
+    'large_margin_softmax_loss m=4': lambda f, w, t: L.large_margin_softmax_loss(f, w, t, 4),
+    'angular_softmax_loss m=4': lambda f, w, t: L.angular_softmax_loss(f, w, t, 4),
+    'lgm_loss': lambda f, w, t: L.lgm_loss(f, w, t),
 }
 
 
 def time_us(fn, x, t, min_time):
     stmt = 'x.grad = None; fn(x, t).backward()'
     return benchmark.Timer(stmt, globals=dict(fn=fn, x=x, t=t)).blocked_autorange(min_run_time=min_time).median * 1e6
+
+
+def time_features_us(fn, f, w, t, min_time):
+    stmt = 'f.grad = None; w.grad = None; fn(f, w, t).backward()'
+    return benchmark.Timer(stmt, globals=dict(fn=fn, f=f, w=w, t=t)).blocked_autorange(min_run_time=min_time).median * 1e6
+
+
+def linear_ce(f, w, t): return F.cross_entropy(f @ w.T, t)
+
+
+def mc_baseline(maps, w, t): return F.cross_entropy(maps.mean((2, 3)) @ w.T, t)
+
+
+def mc_loss(maps, w, t): return F.cross_entropy(maps.mean((2, 3)) @ w.T, t) + L.mutual_channel_loss(maps, t, w.shape[0])
 
 
 def main():
@@ -68,6 +95,25 @@ def main():
             r = [statistics.median(ratios[name, checks, C]) for C in sizes]
             verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + ','.join(str(C) for C, v in zip(sizes, r) if v > target)}"
             print(f'  {name:38}' + ''.join(f'{v:9.2f}×' for v in r) + verdict)
+    feature_ratios = {(name, C): [] for name in list(FEATURE_LOSSES) + ['mutual_channel_loss xi=3 (+ CE)'] for C in sizes}
+    for C in sizes:
+        g = torch.Generator().manual_seed(C)
+        f = torch.randn(256, D, generator=g).to(device).requires_grad_()
+        w = torch.randn(C, D, generator=g).to(device).requires_grad_()
+        t = torch.randint(0, C, (256,), generator=g).to(device)
+        maps = torch.randn(32 if C < 1000 else 8, 3 * C, 7, 7, generator=g).to(device).requires_grad_()
+        wm = torch.randn(C, 3 * C, generator=g).to(device).requires_grad_()
+        for _ in range(rounds):
+            base = time_features_us(linear_ce, f, w, t, min_time)
+            for name, fn in FEATURE_LOSSES.items():
+                feature_ratios[name, C].append(time_features_us(fn, f, w, t, min_time) / base)
+            mc_base = time_features_us(mc_baseline, maps, wm, t[:len(maps)], min_time)
+            feature_ratios['mutual_channel_loss xi=3 (+ CE)', C].append(
+                time_features_us(mc_loss, maps, wm, t[:len(maps)], min_time) / mc_base)
+    print(f"× last layer + F.cross_entropy on the same features (B = 256, D = {D}; MC-Loss: B = 32 (8 at C = 1000), "
+          "3C maps of 7×7), checks on")
+    for name in list(FEATURE_LOSSES) + ['mutual_channel_loss xi=3 (+ CE)']:
+        print(f'  {name:38}' + ''.join(f'{statistics.median(feature_ratios[name, C]):9.2f}×' for C in sizes))
     if args.quick: print('[--quick: a smoke run, not a measurement]')
 
 

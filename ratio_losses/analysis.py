@@ -91,8 +91,11 @@ def by_setting(runs: list[Run]) -> dict[str, list[Run]]:
 # %% ../nbs/06_analysis.ipynb #d0a7326f
 GREEK = {'alpha': 'α', 'beta': 'β', 'lam': 'λ', 'gamma': 'γ', 'xi': 'ξ'}
 LOSS_COLORS = {'ce': '#1f77b4', 'nllr': '#ff7f0e', 'crl': '#2ca02c', 'cce': '#9467bd', 'gce': '#d62728',
-               'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf', 'focal': '#393b79'}
-_NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL', 'focal': 'Focal'}
+               'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf', 'focal': '#393b79',
+               'lsoftmax': '#637939', 'asoftmax': '#8c6d31', 'ce+mc': '#843c39', 'lgm': '#7b4173',
+               'db+ce+center': '#525252', 'db+maxent': '#e6550d'}
+_NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL', 'focal': 'Focal',
+          'lsoftmax': 'L-Softmax', 'asoftmax': 'A-Softmax', 'center': 'Center', 'maxent': 'MaxEnt', 'lgm': 'LGM', 'mc': 'MC'}
 
 def loss_key(config: dict) -> str:
     "The colour key of a run config: 'crl', 'ce+cc', 'ce+msl', 'db+gce', ..."

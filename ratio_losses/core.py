@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['ModelOutput', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path', 'LazyModule']
+__all__ = ['ModelOutput', 'half_sq_distances', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path', 'LazyModule']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -31,6 +31,7 @@ class ModelOutput:
     exit_logits: list[torch.Tensor] | None = None    # one (B, C) per exit (MSL multi-exit modules)
     class_maps: torch.Tensor | None = None           # (B, C, H, W) class activation maps (CAM head)
     feature_maps: torch.Tensor | None = None         # (B, K, H, W) last backbone feature maps
+    class_weights: torch.Tensor | None = None        # (C, D) the last layer's class vectors (margin/LGM heads)
 
     def detach(self) -> ModelOutput:
         "A copy with every tensor detached from the graph."
@@ -39,6 +40,14 @@ class ModelOutput:
             if isinstance(v, list): return [t.detach() for t in v]
             return v
         return ModelOutput(**{f.name: _d(getattr(self, f.name)) for f in fields(self)})
+
+def half_sq_distances(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    r"""$\frac12\|x_i-\mu_k\|^2$ (B, C) for features `x` (B, D) and class means (C, D), in float32 at least: the
+    Gaussian-mixture head's negative logits and the LGM loss's distances."""
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    with torch.autocast(x.device.type, enabled=False):
+        mu = means.to(x.dtype)
+        return 0.5 * ((x * x).sum(1, keepdim=True) - 2 * x @ mu.T + (mu * mu).sum(1)).clamp_min(0)
 
 # %% ../nbs/00_core.ipynb #7c5c1742
 def _mps_available() -> bool:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ModelOutput
+from .core import ModelOutput, half_sq_distances
 
 # %% auto #0
 __all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation', 'validation', 'NonFiniteLossError',
@@ -22,7 +22,11 @@ __all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation',
            'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances', 'within_class_loss',
            'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss',
            'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss',
-           'MixtureSeparabilityLoss', 'focal_loss', 'FocalLoss', 'Objective', 'objective_terms', 'build_objective']
+           'MixtureSeparabilityLoss', 'focal_loss', 'FocalLoss', 'prediction_entropy', 'max_entropy_loss',
+           'MaxEntropyLoss', 'center_loss', 'CenterLoss', 'chebyshev_cos', 'margin_psi', 'margin_logits',
+           'large_margin_softmax_loss', 'angular_softmax_loss', 'LargeMarginSoftmaxLoss', 'AngularSoftmaxLoss',
+           'lgm_loss', 'LGMLoss', 'mc_channel_mask', 'mc_discriminality', 'mc_diversity', 'mutual_channel_loss',
+           'MutualChannelLoss', 'Objective', 'objective_terms', 'build_objective']
 
 # %% ../nbs/02_losses.ipynb #85dcc26d
 _VALIDATE = True
@@ -385,6 +389,10 @@ class ClassificationLoss(nn.Module):
         self.reduction = reduction
     def hparams(self) -> dict: return {}
     def extra_repr(self): return ', '.join([f'{k}={v}' for k, v in self.hparams().items()] + [f"reduction='{self.reduction}'"])
+    def term(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        "The loss of a `ModelOutput`: averaged over its exits (MSL eq. 6), or of its logits; margin losses read more."
+        exits = output.exit_logits or [output.logits]
+        return sum(self(q, target) for q in exits) / len(exits)
 
 class CrossEntropyLoss(ClassificationLoss):
     "Cross-entropy (CRL eq. 3)."
@@ -528,10 +536,303 @@ class FocalLoss(ClassificationLoss):
         return focal_loss(logits, target, self.gamma, self.alpha, self.reduction)
 
 # %% ../nbs/02_losses.ipynb #32e749ca
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    r"Entropy $H(\mathrm{softmax}(x)) = \mathrm{logsumexp}(x) - \sum_k p_k x_k$ of each row of `logits` (B, C), in nats."
+    x = _float(logits)
+    p = torch.softmax(x, 1)
+    return torch.logsumexp(x, 1) - (p * torch.nan_to_num(x, neginf=0.0)).sum(1)    # masked (-inf) classes have p = 0
+
+def _check_maxent_gamma(gamma) -> float:
+    if gamma is None:
+        raise ValueError("gamma must be given for the maximum-entropy loss (e.g. {'maxent': {'gamma': 0.1}}): Dubey et al. "
+                         "tune it per dataset and the compendium could not confirm their values, so it has no default")
+    return _check_number('gamma', gamma, what=' (the weight of the entropy; Dubey et al. 2018)')
+
+def max_entropy_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, reduction: str = 'mean') -> torch.Tensor:
+    r"Maximum-entropy loss $-\log p_c - \gamma H(p)$ (Dubey et al. 2018). γ has no default; γ = 0 is cross-entropy."
+    gamma = _check_maxent_gamma(gamma)
+    _check_reduction(reduction)
+    logits, target = _check_inputs(logits, target)
+    loss = F.cross_entropy(_float(logits), target, reduction='none') - gamma * prediction_entropy(logits)
+    return _finite(_reduce(loss, reduction), logits)
+
+class MaxEntropyLoss(ClassificationLoss):
+    "Maximum-entropy loss $-\\log p_c - \\gamma H(p)$ (Dubey et al. 2018); γ must be given."
+    def __init__(self, gamma: float | None = None, reduction: str = 'mean'):
+        super().__init__(reduction)
+        self.gamma = _check_maxent_gamma(gamma)
+    def hparams(self): return {'gamma': self.gamma}
+    def forward(self, logits, target): return max_entropy_loss(logits, target, self.gamma, self.reduction)
+
+# %% ../nbs/02_losses.ipynb #bb08ab27
+def _check_features(features, name: str = 'features') -> torch.Tensor:
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 2:
+        got = f"shape {tuple(features.shape)}, dtype {features.dtype}" if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"{name} must be a floating-point tensor of shape (B, D); got {got}")
+    return _float(features)
+
+def center_loss(features: torch.Tensor, centers: torch.Tensor, target: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
+    r"Center loss term $\frac12\|x_i - c_{y_i}\|^2$ (Wen et al. 2016, eq. 2) of `features` (B, D) and `centers` (C, D)."
+    _check_reduction(reduction)
+    x, c = _check_features(features), _check_features(centers, 'centers')
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(f"centers have dimension {c.shape[1]} but the features {x.shape[1]}")
+    _check_inputs(x.new_zeros(x.shape[0], c.shape[0]), target)
+    loss = 0.5 * (x - c.to(x.dtype)[target.long()]).pow(2).sum(1)
+    return _finite(_reduce(loss, reduction), features, 'features')
+
+class CenterLoss(nn.Module):
+    """Center loss (Wen et al. 2016): `loss(logits, target, features)` is $L_{CE} + \\lambda L_C$ (eq. 5), λ = 0.003;
+    in training mode the centres then move by α = 0.5 (eq. 4). In an objective it is the regulariser λ·L_C."""
+    kind = 'regularizer'
+    def __init__(self, lam: float = 0.003, alpha: float = 0.5, reduction: str = 'mean'):
+        super().__init__()
+        self.lam = _check_number('lam', lam, what=' (center loss eq. 5; the paper uses 0.003)')
+        self.alpha = _check_number('alpha', alpha, what=' (the centres\' update rate, eq. 4; the paper uses 0.5)')
+        if self.alpha > 1: raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the centres' update rate; the paper uses 0.5)")
+        _check_reduction(reduction); self.reduction = reduction
+        self.register_buffer('centers', None)
+    def extra_repr(self): return f"lam={self.lam}, alpha={self.alpha}, reduction='{self.reduction}'"
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.centers is None and prefix + 'centers' in state_dict:        # centres saved by a run: take their shape
+            self.centers = torch.empty_like(state_dict[prefix + 'centers'])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _centers_for(self, features: torch.Tensor, num_classes: int) -> torch.Tensor:
+        shape = (num_classes, features.shape[1])
+        if self.centers is None:
+            self.centers = torch.zeros(shape, device=features.device)
+        elif self.centers.device != features.device:                            # loaded from a CPU checkpoint
+            self.centers = self.centers.to(features.device)
+        elif tuple(self.centers.shape) != shape:
+            raise ValueError(f"the center loss holds centres of shape {tuple(self.centers.shape)} but this batch has "
+                             f"{num_classes} classes and {features.shape[1]}-dimensional features")
+        return self.centers
+
+    @torch.no_grad()
+    def _update_centers(self, features: torch.Tensor, target: torch.Tensor) -> None:
+        "Eq. 4: $c_j \\leftarrow c_j - \\alpha \\sum_{i:y_i=j}(c_j - x_i)/(1 + n_j)$ for the classes of the batch."
+        c, x = self.centers, features.detach().to(self.centers.dtype)
+        n = torch.bincount(target, minlength=c.shape[0]).to(c.dtype)
+        delta = torch.zeros_like(c).index_add_(0, target, c[target] - x) / (1 + n)[:, None]
+        c.sub_(self.alpha * delta)
+
+    def _term(self, features, target, num_classes):
+        lc = center_loss(features, self._centers_for(features, num_classes), target, self.reduction)
+        if self.training: self._update_centers(features, target.long())
+        return lc
+
+    def forward(self, logits, target, features):
+        lc = self._term(features, target, logits.shape[1])
+        return cross_entropy(logits, target, self.reduction) + self.lam * lc
+
+    def regularizer(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        if output.features is None:
+            raise ValueError("the center loss needs the penultimate features (ModelOutput.features)")
+        return self.lam * self._term(output.features, target, output.logits.shape[1])
+
+# %% ../nbs/02_losses.ipynb #1306d5f8
+def _check_margin(margin) -> int:
+    if not isinstance(margin, int) or isinstance(margin, bool) or margin < 1:
+        raise ValueError(f"margin={margin!r} must be an integer >= 1 (m; L-Softmax and SphereFace use 1-4, default 4)")
+    return margin
+
+def chebyshev_cos(cos: torch.Tensor, m: int) -> torch.Tensor:
+    r"$\cos(m\theta)$ from $\cos\theta$: the Chebyshev polynomial $T_m$, by $T_{n+1} = 2cT_n - T_{n-1}$."
+    prev, cur = torch.ones_like(cos), cos
+    for _ in range(m - 1): prev, cur = cur, 2 * cos * cur - prev
+    return cur if m > 0 else prev
+
+def margin_psi(cos: torch.Tensor, m: int) -> torch.Tensor:
+    r"$\psi(\theta) = (-1)^k\cos(m\theta) - 2k$ for $\theta \in [k\pi/m, (k+1)\pi/m]$, from $\cos\theta$ (L-Softmax, SphereFace)."
+    thresholds = torch.cos(torch.arange(1, m, dtype=cos.dtype, device=cos.device) * math.pi / m)
+    k = (cos.detach()[..., None] <= thresholds).sum(-1).to(cos.dtype)            # theta >= j pi / m
+    return (1 - 2 * (k % 2)) * chebyshev_cos(cos, m) - 2 * k
+
+def margin_logits(features: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, margin: int = 4, lam: float = 0.0,
+                  normalize: bool = False) -> torch.Tensor:
+    r"""The training logits of L-Softmax (`normalize=False`) and A-Softmax (`normalize=True`): $W_j\cdot x$, the true
+    class's replaced by $(\lambda W_c\cdot x + \|W_c\|\|x\|\psi(\theta_c))/(1+\lambda)$."""
+    margin = _check_margin(margin)
+    lam = _check_number('lam', lam, what=' (the softmax blending weight of the annealing schedule)')
+    x, w = _check_features(features), _check_features(weight, 'weight (the class vectors, C x D)')
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"weight has dimension {w.shape[1]} but the features {x.shape[1]}: pass the last layer's (C, D) weight")
+    with torch.autocast(x.device.type, enabled=False):                          # float32 at least, also under autocast
+        w = w.to(x.dtype)
+        if normalize: w = F.normalize(w, dim=1)
+        logits = x @ w.T
+        logits, target = _check_inputs(logits, target)
+        if margin == 1: return logits                                           # psi(theta) = cos(theta)
+        t1 = target[:, None]
+        f_c = logits.gather(1, t1)
+        scale = x.norm(dim=1, keepdim=True) * w.norm(dim=1)[target][:, None]      # |W_c| |x|
+        cos = (f_c / scale.clamp_min(torch.finfo(x.dtype).tiny)).clamp(-1, 1)
+        return logits.scatter(1, t1, (lam * f_c + scale * margin_psi(cos, margin)) / (1 + lam))
+
+def large_margin_softmax_loss(features, weight, target, margin: int = 4, lam: float = 0.0, reduction: str = 'mean'):
+    "L-Softmax (Liu et al. 2016): cross-entropy of `margin_logits` with the class vectors `weight` as they are."
+    return cross_entropy(margin_logits(features, weight, target, margin, lam, normalize=False), target, reduction)
+
+def angular_softmax_loss(features, weight, target, margin: int = 4, lam: float = 0.0, reduction: str = 'mean'):
+    "A-Softmax (SphereFace, Liu et al. 2017): cross-entropy of `margin_logits` with normalised class vectors."
+    return cross_entropy(margin_logits(features, weight, target, margin, lam, normalize=True), target, reduction)
+
+class LargeMarginSoftmaxLoss(ClassificationLoss):
+    """L-Softmax (Liu et al. 2016), margin m = 4, annealed from softmax by λ = max(λ_min, base·(1 + γt)^-power) (the
+    authors' CIFAR-10 settings). `loss(features, weight, target)`; in an objective it reads the `margin` head's output."""
+    normalize = False
+    def __init__(self, margin: int = 4, base: float = 1000.0, gamma: float = 2e-5, power: float = 45.0,
+                 lambda_min: float = 0.0, reduction: str = 'mean'):
+        super().__init__(reduction)
+        self.margin = _check_margin(margin)
+        self.base, self.gamma = _check_number('base', base), _check_number('gamma', gamma)
+        self.power, self.lambda_min = _check_number('power', power), _check_number('lambda_min', lambda_min)
+        self.iteration = 0
+    def hparams(self):
+        return {'margin': self.margin, 'base': self.base, 'gamma': self.gamma, 'power': self.power, 'lambda_min': self.lambda_min}
+    def get_extra_state(self): return {'iteration': self.iteration}
+    def set_extra_state(self, state): self.iteration = int(state['iteration'])
+
+    @property
+    def lam(self) -> float:
+        "The softmax blending weight at the current iteration."
+        return max(self.lambda_min, self.base * (1 + self.gamma * self.iteration) ** -self.power)
+
+    def forward(self, features, weight, target):
+        return cross_entropy(margin_logits(features, weight, target, self.margin, self.lam, self.normalize), target,
+                             self.reduction)
+
+    def term(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        if output.features is None or output.class_weights is None:
+            raise ValueError(f"{type(self).__name__} needs the features and the last layer's class vectors "
+                             "(ModelOutput.features, .class_weights): use the 'margin' head"
+                             + (" with head_options {normalize: true}" if self.normalize else ''))
+        loss = self(output.features, output.class_weights, target)
+        if self.training: self.iteration += 1
+        return loss
+
+class AngularSoftmaxLoss(LargeMarginSoftmaxLoss):
+    """A-Softmax (SphereFace, Liu et al. 2017): normalised class vectors, m = 4, annealed by λ = max(5, 1000/(1 + 0.12t))
+    (the authors' model file). Use the 'margin' head with `normalize: true`."""
+    normalize = True
+    def __init__(self, margin: int = 4, base: float = 1000.0, gamma: float = 0.12, power: float = 1.0,
+                 lambda_min: float = 5.0, reduction: str = 'mean'):
+        super().__init__(margin, base, gamma, power, lambda_min, reduction)
+
+# %% ../nbs/02_losses.ipynb #fe26f9c2
+def lgm_loss(features: torch.Tensor, means: torch.Tensor, target: torch.Tensor, alpha: float = 0.1, lam: float = 0.01,
+             reduction: str = 'mean') -> torch.Tensor:
+    r"""LGM loss (Wan et al. 2018): cross-entropy of $-d_k(1 + \alpha[k = c])$ plus $\lambda d_c$, with
+    $d_k = \frac12\|x - \mu_k\|^2$ for `features` (B, D) and class `means` (C, D); α = 0.1, λ = 0.01."""
+    alpha = _check_number('alpha', alpha, what=' (the LGM margin; the authors use 0.1)')
+    lam = _check_number('lam', lam, what=' (the LGM likelihood weight; the authors use 0.01)')
+    _check_reduction(reduction)
+    x, mu = _check_features(features), _check_features(means, 'means')
+    if mu.shape[1] != x.shape[1]:
+        raise ValueError(f"means have dimension {mu.shape[1]} but the features {x.shape[1]}")
+    d = half_sq_distances(x, mu)
+    d, target = _check_inputs(d, target)
+    t1 = target[:, None]
+    d_c = d.gather(1, t1)
+    logits = (-d).scatter(1, t1, -(1 + alpha) * d_c)
+    loss = F.cross_entropy(logits, target, reduction='none') + lam * d_c.squeeze(1)
+    return _finite(_reduce(loss, reduction), features, 'features')
+
+class LGMLoss(ClassificationLoss):
+    "LGM loss (Wan et al. 2018; α = 0.1, λ = 0.01): `loss(features, means, target)`; needs the 'gaussian_mixture' head."
+    def __init__(self, alpha: float = 0.1, lam: float = 0.01, reduction: str = 'mean'):
+        super().__init__(reduction)
+        self.alpha = _check_number('alpha', alpha, what=' (the LGM margin; the authors use 0.1)')
+        self.lam = _check_number('lam', lam, what=' (the LGM likelihood weight; the authors use 0.01)')
+    def hparams(self): return {'alpha': self.alpha, 'lam': self.lam}
+    def forward(self, features, means, target): return lgm_loss(features, means, target, self.alpha, self.lam, self.reduction)
+    def term(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        if output.features is None or output.class_weights is None:
+            raise ValueError("the LGM loss needs the features and the class means (ModelOutput.features, .class_weights): "
+                             "use the 'gaussian_mixture' head")
+        return self(output.features, output.class_weights, target)
+
+# %% ../nbs/02_losses.ipynb #302a5277
+def _check_xi(xi) -> int:
+    if not isinstance(xi, int) or isinstance(xi, bool) or xi < 1:
+        raise ValueError(f"channels_per_class={xi!r} must be an integer >= 1 (ξ of MC-Loss; the authors use 3)")
+    return xi
+
+def _class_channels(feature_maps, num_classes: int, xi: int) -> torch.Tensor:
+    if not isinstance(feature_maps, torch.Tensor) or not feature_maps.is_floating_point() or feature_maps.ndim != 4:
+        raise ValueError("feature_maps must be a floating-point tensor of shape (B, ξ·C, H, W)")
+    B, K, H, W = feature_maps.shape
+    if K != num_classes * xi:
+        raise ValueError(f"MC-Loss needs ξ·C = {xi}·{num_classes} = {xi * num_classes} feature channels, the feature maps have "
+                         f"{K}: build the model with head_options {{channels_per_class: {xi}}}")
+    return _float(feature_maps).reshape(B, num_classes, xi, H * W)
+
+def mc_channel_mask(num_classes: int, xi: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    "CWA: a (C, ξ) 0/1 mask that keeps ξ - ⌊ξ/2⌋ randomly chosen channels of every class."
+    order = torch.rand(num_classes, xi, generator=generator).argsort(1)
+    return (order >= xi // 2).float()
+
+def mc_discriminality(feature_maps, target, num_classes: int, xi: int = 3, mask=None, reduction: str = 'mean'):
+    "MC-Loss $L_{dis}$: cross-entropy of GAP(CCMP(mask ⊙ F)), one score per class; `mask` (C, ξ) or None (keep all)."
+    f = _class_channels(feature_maps, num_classes, xi)
+    if mask is not None: f = f * mask.to(f)[None, :, :, None]
+    scores = f.amax(2).mean(2)                                                    # CCMP, then GAP: (B, C)
+    return cross_entropy(scores, target, reduction)
+
+def mc_diversity(feature_maps, num_classes: int, xi: int = 3) -> torch.Tensor:
+    "MC-Loss $L_{div}$ per sample: the mean over classes of $\\sum_{locations} \\max_{channels}$ softmax over locations; in [1, ξ]."
+    f = _class_channels(feature_maps, num_classes, xi)
+    return torch.softmax(f, 3).amax(2).sum(2).mean(1)
+
+def mutual_channel_loss(feature_maps, target, num_classes: int, xi: int = 3, mu: float = 1.5, beta: float = 20.0,
+                        mask=None, reduction: str = 'mean') -> torch.Tensor:
+    r"""MC-Loss term of the authors' code: $\mu L_{dis} + \beta(1 - L_{div}/\xi)$ (Chang et al. 2020; μ = 1.5, β = 20,
+    ξ = 3), to be added to the classifier's cross-entropy."""
+    xi = _check_xi(xi)
+    mu = _check_number('mu', mu, what=' (weight of the discriminality term; the authors use 1.5)')
+    beta = _check_number('beta', beta, what=' (weight of the diversity term; the authors use 20)')
+    _check_reduction(reduction)
+    dis = mc_discriminality(feature_maps, target, num_classes, xi, mask, 'none')
+    loss = mu * dis + beta * (1 - mc_diversity(feature_maps, num_classes, xi) / xi)
+    return _reduce(loss, reduction)
+
+class MutualChannelLoss(nn.Module):
+    """MC-Loss (Chang et al. 2020): `loss(logits, target, feature_maps)` is $L_{CE} + \\mu L_{dis} + \\beta(1 - L_{div}/\\xi)$
+    (μ = 1.5, β = 20, ξ = 3 channels per class), a random CWA mask per training batch. In an objective: the MC term."""
+    kind = 'regularizer'
+    def __init__(self, channels_per_class: int = 3, mu: float = 1.5, beta: float = 20.0, seed: int | None = None,
+                 reduction: str = 'mean'):
+        super().__init__()
+        self.xi = _check_xi(channels_per_class)
+        self.mu = _check_number('mu', mu, what=' (weight of the discriminality term; the authors use 1.5)')
+        self.beta = _check_number('beta', beta, what=' (weight of the diversity term; the authors use 20)')
+        _check_reduction(reduction); self.reduction = reduction
+        if seed is None: seed = int(torch.randint(0, 2**62, ()))
+        self.generator = torch.Generator().manual_seed(seed)
+    def extra_repr(self): return f"channels_per_class={self.xi}, mu={self.mu}, beta={self.beta}, reduction='{self.reduction}'"
+    def get_extra_state(self): return {'generator': self.generator.get_state()}
+    def set_extra_state(self, state): self.generator.set_state(state['generator'])
+
+    def _term(self, feature_maps, target, num_classes):
+        mask = mc_channel_mask(num_classes, self.xi, self.generator) if self.training else None
+        return mutual_channel_loss(feature_maps, target, num_classes, self.xi, self.mu, self.beta, mask, self.reduction)
+
+    def forward(self, logits, target, feature_maps):
+        return cross_entropy(logits, target, self.reduction) + self._term(feature_maps, target, logits.shape[1])
+
+    def regularizer(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        if output.feature_maps is None:
+            raise ValueError("MC-Loss needs the last feature maps (ModelOutput.feature_maps)")
+        return self._term(output.feature_maps, target, output.logits.shape[1])
+
+# %% ../nbs/02_losses.ipynb #dde16f4f
 LOSSES: dict[str, type] = {
     'ce': CrossEntropyLoss, 'nllr': NLLRLoss, 'crl': CompetingRatioLoss, 'cce': CategoricalCrossEntropyLoss,
     'gce': GradientBoostingCrossEntropyLoss, 'cc': ChannelCorrelationLoss, 'msl': MixtureSeparabilityLoss,
-    'focal': FocalLoss}
+    'focal': FocalLoss, 'maxent': MaxEntropyLoss, 'center': CenterLoss, 'lsoftmax': LargeMarginSoftmaxLoss,
+    'asoftmax': AngularSoftmaxLoss, 'lgm': LGMLoss, 'mc': MutualChannelLoss}
 
 def _make_term(name: str, params) -> nn.Module:
     if name not in LOSSES:
@@ -558,8 +859,11 @@ class Objective(nn.Module):
         if not isinstance(output, ModelOutput):
             raise ValueError(f"an Objective reads a ModelOutput; got {type(output).__name__}. "
                              "Wrap plain logits as ModelOutput(logits=...)")
-        exits = output.exit_logits or [output.logits]
-        total = sum(self.classification(q, target) for q in exits) / len(exits)
+        term = getattr(self.classification, 'term', None)
+        if term is not None: total = term(output, target)
+        else:                                                                    # any (logits, target) loss module
+            exits = output.exit_logits or [output.logits]
+            total = sum(self.classification(q, target) for q in exits) / len(exits)
         terms = {self.classification_name: total}
         for name, reg in self.regularizers.items():
             terms[name] = reg.regularizer(output, target)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import LazyModule, ModelOutput
+from .core import LazyModule, ModelOutput, half_sq_distances
 
 torchvision = LazyModule('torchvision')   # imported when a torchvision ResNet is built (≈1.5 s saved otherwise)
 
@@ -20,8 +20,8 @@ torchvision = LazyModule('torchvision')   # imported when a torchvision ResNet i
 __all__ = ['torchvision', 'VGG_CONFIGS', 'BACKBONES', 'HEADS', 'Backbone', 'Classifier', 'conv_bn_relu', 'small_cnn',
            'PreActBlock', 'PreActBottleneck', 'resnet_k', 'preact_resnet164', 'cifar_resnet', 'WideBlock',
            'wide_resnet', 'vgg_bn', 'msl_vgg16', 'nllr_shallow', 'pretrained_file', 'imagenet_resnet', 'LinearHead',
-           'SEAttentionHead', 'MultiExitHead', 'DiversificationBlock', 'CAMHead', 'build_model', 'count_parameters',
-           'five_crop_logits']
+           'MarginHead', 'GaussianMixtureHead', 'SEAttentionHead', 'MultiExitHead', 'DiversificationBlock', 'CAMHead',
+           'build_model', 'count_parameters', 'five_crop_logits']
 
 # %% ../nbs/03_models.ipynb #d28bebe6
 class Backbone(nn.Module):
@@ -220,14 +220,53 @@ def imagenet_resnet(depth: int = 50, in_channels: int = 3, pretrained: bool | st
 
 # %% ../nbs/03_models.ipynb #ff7289a9
 class LinearHead(nn.Module):
-    "Global average pooling and one fully connected layer."
-    def __init__(self, stage_channels: list[int], num_classes: int):
+    """Global average pooling and one fully connected layer. `channels_per_class=ξ` first maps the last stage to
+    ξ·C channels (3×3 conv, BN, ReLU), the class-aligned feature maps that MC-Loss reads (`feature_maps`)."""
+    def __init__(self, stage_channels: list[int], num_classes: int, channels_per_class: int | None = None):
         super().__init__()
-        self.fc = nn.Linear(stage_channels[-1], num_classes)
+        k = stage_channels[-1]
+        if channels_per_class is not None:
+            if not isinstance(channels_per_class, int) or isinstance(channels_per_class, bool) or channels_per_class < 1:
+                raise ValueError(f"channels_per_class={channels_per_class!r} must be None or an integer >= 1 (ξ of MC-Loss)")
+            k = channels_per_class * num_classes
+            self.expand = nn.Sequential(nn.Conv2d(stage_channels[-1], k, 3, padding=1, bias=False), nn.BatchNorm2d(k),
+                                        nn.ReLU(inplace=True))
+        else: self.expand = nn.Identity()
+        self.fc = nn.Linear(k, num_classes)
+    def forward(self, stages):
+        fmap = self.expand(stages[-1])
+        features = fmap.mean((2, 3))
+        return ModelOutput(logits=self.fc(features), features=features, feature_maps=fmap)
+
+class MarginHead(nn.Module):
+    r"""The last layer of L-Softmax and A-Softmax: GAP, then class vectors $W$ (C, D) without bias. The prediction
+    is $W_j\cdot x$, or with `normalize=True` (A-Softmax) $\|x\|\cos	heta_j$; `class_weights` is $W$, from which the
+    margin losses build their training logits."""
+    def __init__(self, stage_channels: list[int], num_classes: int, normalize: bool = False):
+        super().__init__()
+        if not isinstance(normalize, bool): raise ValueError(f"normalize={normalize!r} must be True or False")
+        self.normalize = normalize
+        self.fc = nn.Linear(stage_channels[-1], num_classes, bias=False)
     def forward(self, stages):
         fmap = stages[-1]
         features = fmap.mean((2, 3))
-        return ModelOutput(logits=self.fc(features), features=features, feature_maps=fmap)
+        w = F.normalize(self.fc.weight, dim=1) if self.normalize else self.fc.weight
+        return ModelOutput(logits=features @ w.T, features=features, feature_maps=fmap, class_weights=self.fc.weight)
+
+class GaussianMixtureHead(nn.Module):
+    r"""The last layer of the LGM loss (Wan et al. 2018): GAP, then one Gaussian per class with mean $\mu_k$ and
+    identity covariance, as in the authors' code. The prediction is $-d_k = -rac12\|x-\mu_k\|^2$ (equal priors);
+    `class_weights` holds the means."""
+    def __init__(self, stage_channels: list[int], num_classes: int):
+        super().__init__()
+        self.means = nn.Parameter(torch.empty(num_classes, stage_channels[-1]))
+        nn.init.xavier_uniform_(self.means)
+    def forward(self, stages):
+        fmap = stages[-1]
+        features = fmap.mean((2, 3))
+        return ModelOutput(logits=-half_sq_distances(features, self.means), features=features, feature_maps=fmap,
+                           class_weights=self.means)
+
 
 class SEAttentionHead(nn.Module):
     r"""CC §2.1: $P_2 = f_2(\mathrm{ReLU}(f_1(F) \odot f_{se}(F)))$; returns the attention vectors $f_{se}(F)$.
@@ -331,7 +370,8 @@ BACKBONES = {
     **{f'imagenet_resnet{d}': (lambda d: lambda in_channels=3, pretrained=False: imagenet_resnet(d, in_channels, pretrained))(d)
        for d in (18, 34, 50, 101, 152)},
 }
-HEADS = {'linear': LinearHead, 'se_attention': SEAttentionHead, 'multi_exit': MultiExitHead, 'cam': CAMHead}
+HEADS = {'linear': LinearHead, 'se_attention': SEAttentionHead, 'multi_exit': MultiExitHead, 'cam': CAMHead,
+         'margin': MarginHead, 'gaussian_mixture': GaussianMixtureHead}
 
 def build_model(backbone: str = 'small_cnn', head: str = 'linear', *, in_channels: int = 3, num_classes: int = 10,
                 backbone_options: dict | None = None, head_options: dict | None = None) -> Classifier:

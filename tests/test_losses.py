@@ -94,6 +94,14 @@ def ref_focal(x, y, gamma=2.0, alpha=None):        # Lin et al. 2017, eq. 5
     return out
 
 
+def ref_maxent(x, y, gamma):                          # Dubey et al. 2018: CE - gamma H(p)
+    out = []
+    for r, c in zip(x.tolist(), y.tolist()):
+        p = _softmax_row(r)
+        out.append(-math.log(p[c]) + gamma * sum(v * math.log(v) for v in p if v > 0))
+    return out
+
+
 def _data(B, C, dtype, seed=0, scale=3.0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, C, generator=g, dtype=torch.float64) * scale).to(dtype), torch.randint(0, C, (B,), generator=g)
@@ -118,6 +126,8 @@ FUNCTIONAL = {
     'focal g=0.5': (lambda x, y, r: L.focal_loss(x, y, 0.5, None, r), lambda x, y: ref_focal(x, y, 0.5)),
     'focal g=1 alpha': (lambda x, y, r: L.focal_loss(x, y, 1.0, [0.1 * (i % 7 + 1) for i in range(x.shape[1])], r),
                         lambda x, y: ref_focal(x, y, 1.0, [0.1 * (i % 7 + 1) for i in range(x.shape[1])])),
+    'maxent g=0.1': (lambda x, y, r: L.max_entropy_loss(x, y, 0.1, r), lambda x, y: ref_maxent(x, y, 0.1)),
+    'maxent g=1': (lambda x, y, r: L.max_entropy_loss(x, y, 1.0, r), lambda x, y: ref_maxent(x, y, 1.0)),
 }
 
 
@@ -334,6 +344,7 @@ ALL_LOSSES = {
     'cce': L.categorical_cross_entropy, 'gce': lambda x, y: L.gradient_boosting_cross_entropy(x, y, 3),
     'msl': L.mixture_separability_loss, 'cc': lambda x, y: L.channel_correlation_loss(x, torch.sigmoid(x), y),
     'focal': L.focal_loss, 'focal g=0.5': lambda x, y: L.focal_loss(x, y, 0.5),
+    'maxent': lambda x, y: L.max_entropy_loss(x, y, 0.5),
 }
 
 

@@ -30,7 +30,8 @@ def test_every_backbone_builds_with_one_or_three_channels(name):
 
 SMALL = ['small_cnn', 'msl_resnet20', 'nllr_shallow', 'msl_vgg16', 'vgg16_bn', 'cifar_resnet18', 'preact_resnet164',
          'imagenet_resnet50', 'imagenet_resnet34']
-HEAD_OPTIONS = {'linear': {}, 'se_attention': {'hidden': 16}, 'multi_exit': {'exits': [1, 2]}, 'cam': {}}
+HEAD_OPTIONS = {'linear': {}, 'se_attention': {'hidden': 16}, 'multi_exit': {'exits': [1, 2]}, 'cam': {},
+                'margin': {'normalize': True}, 'gaussian_mixture': {}}
 
 
 @pytest.mark.parametrize('name', SMALL)
@@ -165,7 +166,7 @@ def test_five_crop_logits_average_the_five_views():
 # --- bad configuration -------------------------------------------------------------------------------------
 @pytest.mark.parametrize('call,match', [
     (lambda: build_model('resnet9000'), "backbone='resnet9000' is unknown; valid choices: cifar_resnet101"),
-    (lambda: build_model(head='svm'), "head='svm' is unknown; valid choices: cam, linear, multi_exit, se_attention"),
+    (lambda: build_model(head='svm'), "head='svm' is unknown; valid choices: cam, gaussian_mixture, linear, margin, multi_exit, se_attention"),
     (lambda: build_model('msl_vgg16', 'multi_exit', head_options={'exits': [0, 4]}), r'block indices in 1..4'),
     (lambda: build_model('msl_vgg16', 'multi_exit', head_options={'exits': [5]}), r'block indices in 1..4'),
     (lambda: build_model('small_cnn', 'cam', head_options={'alpha': 1.5}), r'alpha=1.5 must be in \[0, 1\]'),

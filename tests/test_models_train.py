@@ -30,7 +30,7 @@ def test_small_cnn_size():
 def test_build_model_errors():
     with pytest.raises(ValueError, match="backbone=.vgg99. is unknown; valid choices: .*small_cnn"):
         build_model('vgg99')
-    with pytest.raises(ValueError, match="head=.svm. is unknown; valid choices: cam, linear"):
+    with pytest.raises(ValueError, match="head=.svm. is unknown; valid choices: cam, gaussian_mixture, linear, margin"):
         build_model(head='svm')
     with pytest.raises(ValueError, match='num_classes=0'):
         build_model(num_classes=0)

@@ -37,7 +37,7 @@ def _same_numbers(a: dict, b: dict):
 @pytest.mark.parametrize('bad, message', [
     ({'dataset': 'imagenette'}, "dataset='imagenette' is unknown; valid choices: adience, cifar10"),
     ({'backbone': 'resnet9'}, "backbone='resnet9' is unknown; valid choices: .*small_cnn"),
-    ({'head': 'mlp'}, "head='mlp' is unknown; valid choices: cam, linear"),
+    ({'head': 'mlp'}, "head='mlp' is unknown; valid choices: cam, gaussian_mixture, linear"),
     ({'objective': {'hinge': {}}}, "objective=.*hinge"),
     ({'objective': {'crl': {'alpha': -1}}}, "alpha"),
     ({'epochs': 0}, 'epochs=0 must be a positive integer'),
