@@ -1,5 +1,5 @@
 # ratio_losses: the two commands of the README, and the steps they stand on.
-#   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~50 min on 2 cores)
+#   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)
 #   make test        notebooks clean and in sync with the package, the notebooks' tests, pytest
 # Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
 # and reuse it on the next run.
@@ -30,7 +30,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help setup venv data figures test check-clean check-export nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
 
 help:
-	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~50 min on 2 cores)"
+	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)"
 	@echo "make figures     the papers' figures and tables from the stored runs (nbs/analysis/ -> figures/)"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
