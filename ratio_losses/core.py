@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 # %% auto #0
-__all__ = ['ModelOutput', 'half_sq_distances', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path', 'LazyModule']
+__all__ = ['ModelOutput', 'GeneratorState', 'half_sq_distances', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path',
+           'LazyModule']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -40,6 +42,15 @@ class ModelOutput:
             if isinstance(v, list): return [t.detach() for t in v]
             return v
         return ModelOutput(**{f.name: _d(getattr(self, f.name)) for f in fields(self)})
+
+class GeneratorState(nn.Module):
+    """A module that draws random masks from its own `generator`: seeded by `seed`, or from torch's global generator
+    when `seed` is None (so `seed_everything` fixes it), and saved in `state_dict` so a resumed run draws the same."""
+    def seed_generator(self, seed: int | None = None) -> None:
+        if seed is None: seed = int(torch.randint(0, 2**62, ()))
+        self.generator = torch.Generator().manual_seed(seed)
+    def get_extra_state(self): return {'generator': self.generator.get_state()}
+    def set_extra_state(self, state): self.generator.set_state(state['generator'])
 
 def half_sq_distances(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     r"""$\frac12\|x_i-\mu_k\|^2$ (B, C) for features `x` (B, D) and class means (C, D), in float32 at least: the

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ModelOutput, half_sq_distances
+from .core import GeneratorState, ModelOutput, half_sq_distances
 
 # %% auto #0
 __all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation', 'validation', 'NonFiniteLossError',
@@ -83,21 +83,25 @@ def _check_inputs(logits, target) -> tuple[torch.Tensor, torch.Tensor]:
     B, C = logits.shape
     if B == 0: raise ValueError("logits is an empty batch (B = 0); a loss needs at least one sample")
     if C < 2: raise ValueError(f"logits has C = {C} class; the losses need C >= 2 classes")
+    return logits, _check_target(target, B, C, logits.device, 'logits', tuple(logits.shape))
+
+def _check_target(target, B: int, C: int, device, name: str, shape: tuple) -> torch.Tensor:
+    "Class indices for a batch of B samples and C classes, on `device`; `name` and `shape` say what they must match."
     if not isinstance(target, torch.Tensor) or target.dtype not in _INT_DTYPES:
         got = target.dtype if isinstance(target, torch.Tensor) else type(target).__name__
         raise ValueError(f"target must be an integer tensor of class indices (torch.long), shape ({B},); got {got}. "
                          "Class probabilities are not supported: pass target.argmax(1) for one-hot targets")
     if target.shape != (B,):
-        raise ValueError(f"target must have shape ({B},) to match logits {tuple(logits.shape)}; got {tuple(target.shape)}")
-    if target.device != logits.device:
-        raise ValueError(f"target is on {target.device} but logits on {logits.device}; move them to one device")
+        raise ValueError(f"target must have shape ({B},) to match {name} {shape}; got {tuple(target.shape)}")
+    if target.device != device:
+        raise ValueError(f"target is on {target.device} but {name} on {device}; move them to one device")
     if _VALIDATE:
         lo, hi = torch.aminmax(target)
         lo, hi = lo.item(), hi.item()
         if lo < 0 or hi >= C:
             raise ValueError(f"target holds class index {lo if lo < 0 else hi}, outside [0, {C - 1}] "
-                             f"(logits have C = {C} classes)")
-    return logits, target.long()
+                             f"({name} have C = {C} classes)")
+    return target.long()
 
 def _finite(loss: torch.Tensor, logits: torch.Tensor, name: str = 'logits') -> torch.Tensor:
     "Value check on the result: a non-finite loss is an error that names the rows of `logits` at fault."
@@ -536,11 +540,13 @@ class FocalLoss(ClassificationLoss):
         return focal_loss(logits, target, self.gamma, self.alpha, self.reduction)
 
 # %% ../nbs/02_losses.ipynb #32e749ca
+def _entropy_from_log_probs(logp: torch.Tensor) -> torch.Tensor:
+    "$-\\sum_k p_k \\log p_k$ from log-probabilities; a class with $p_k = 0$ ($\\log p_k = -\\infty$) adds 0, with gradient 0."
+    return -(logp.exp() * logp.clamp_min(torch.finfo(logp.dtype).min)).sum(1)
+
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
-    r"Entropy $H(\mathrm{softmax}(x)) = \mathrm{logsumexp}(x) - \sum_k p_k x_k$ of each row of `logits` (B, C), in nats."
-    x = _float(logits)
-    p = torch.softmax(x, 1)
-    return torch.logsumexp(x, 1) - (p * torch.nan_to_num(x, neginf=0.0)).sum(1)    # masked (-inf) classes have p = 0
+    r"Entropy $H(\mathrm{softmax}(x)) = -\sum_k p_k \log p_k$ of each row of `logits` (B, C), in nats."
+    return _entropy_from_log_probs(torch.log_softmax(_float(logits), 1))
 
 def _check_maxent_gamma(gamma) -> float:
     if gamma is None:
@@ -553,7 +559,8 @@ def max_entropy_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, r
     gamma = _check_maxent_gamma(gamma)
     _check_reduction(reduction)
     logits, target = _check_inputs(logits, target)
-    loss = F.cross_entropy(_float(logits), target, reduction='none') - gamma * prediction_entropy(logits)
+    logp = torch.log_softmax(_float(logits), 1)                                   # one pass for both terms
+    loss = -logp.gather(1, target[:, None]).squeeze(1) - gamma * _entropy_from_log_probs(logp)
     return _finite(_reduce(loss, reduction), logits)
 
 class MaxEntropyLoss(ClassificationLoss):
@@ -577,8 +584,8 @@ def center_loss(features: torch.Tensor, centers: torch.Tensor, target: torch.Ten
     x, c = _check_features(features), _check_features(centers, 'centers')
     if c.shape[1] != x.shape[1]:
         raise ValueError(f"centers have dimension {c.shape[1]} but the features {x.shape[1]}")
-    _check_inputs(x.new_zeros(x.shape[0], c.shape[0]), target)
-    loss = 0.5 * (x - c.to(x.dtype)[target.long()]).pow(2).sum(1)
+    target = _check_target(target, x.shape[0], c.shape[0], x.device, 'features', tuple(x.shape))
+    loss = 0.5 * (x - c.to(x.dtype)[target]).pow(2).sum(1)
     return _finite(_reduce(loss, reduction), features, 'features')
 
 class CenterLoss(nn.Module):
@@ -633,6 +640,13 @@ class CenterLoss(nn.Module):
         return self.lam * self._term(output.features, target, output.logits.shape[1])
 
 # %% ../nbs/02_losses.ipynb #1306d5f8
+def _features_and_class_vectors(output: ModelOutput, who: str, head: str) -> tuple[torch.Tensor, torch.Tensor]:
+    "What the losses that replace the last layer read from a model output, or an error that names the head to use."
+    if output.features is None or output.class_weights is None:
+        raise ValueError(f"{who} needs the features and the last layer's class vectors (ModelOutput.features, "
+                         f".class_weights): use {head}")
+    return output.features, output.class_weights
+
 def _check_margin(margin) -> int:
     if not isinstance(margin, int) or isinstance(margin, bool) or margin < 1:
         raise ValueError(f"margin={margin!r} must be an integer >= 1 (m; L-Softmax and SphereFace use 1-4, default 4)")
@@ -705,11 +719,8 @@ class LargeMarginSoftmaxLoss(ClassificationLoss):
                              self.reduction)
 
     def term(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
-        if output.features is None or output.class_weights is None:
-            raise ValueError(f"{type(self).__name__} needs the features and the last layer's class vectors "
-                             "(ModelOutput.features, .class_weights): use the 'margin' head"
-                             + (" with head_options {normalize: true}" if self.normalize else ''))
-        loss = self(output.features, output.class_weights, target)
+        head = "the 'margin' head" + (" with head_options {normalize: true}" if self.normalize else '')
+        loss = self(*_features_and_class_vectors(output, type(self).__name__, head), target)
         if self.training: self.iteration += 1
         return loss
 
@@ -749,10 +760,7 @@ class LGMLoss(ClassificationLoss):
     def hparams(self): return {'alpha': self.alpha, 'lam': self.lam}
     def forward(self, features, means, target): return lgm_loss(features, means, target, self.alpha, self.lam, self.reduction)
     def term(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
-        if output.features is None or output.class_weights is None:
-            raise ValueError("the LGM loss needs the features and the class means (ModelOutput.features, .class_weights): "
-                             "use the 'gaussian_mixture' head")
-        return self(output.features, output.class_weights, target)
+        return self(*_features_and_class_vectors(output, 'the LGM loss', "the 'gaussian_mixture' head"), target)
 
 # %% ../nbs/02_losses.ipynb #302a5277
 def _check_xi(xi) -> int:
@@ -798,7 +806,7 @@ def mutual_channel_loss(feature_maps, target, num_classes: int, xi: int = 3, mu:
     loss = mu * dis + beta * (1 - mc_diversity(feature_maps, num_classes, xi) / xi)
     return _reduce(loss, reduction)
 
-class MutualChannelLoss(nn.Module):
+class MutualChannelLoss(GeneratorState):
     """MC-Loss (Chang et al. 2020): `loss(logits, target, feature_maps)` is $L_{CE} + \\mu L_{dis} + \\beta(1 - L_{div}/\\xi)$
     (μ = 1.5, β = 20, ξ = 3 channels per class), a random CWA mask per training batch. In an objective: the MC term."""
     kind = 'regularizer'
@@ -809,11 +817,8 @@ class MutualChannelLoss(nn.Module):
         self.mu = _check_number('mu', mu, what=' (weight of the discriminality term; the authors use 1.5)')
         self.beta = _check_number('beta', beta, what=' (weight of the diversity term; the authors use 20)')
         _check_reduction(reduction); self.reduction = reduction
-        if seed is None: seed = int(torch.randint(0, 2**62, ()))
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed_generator(seed)
     def extra_repr(self): return f"channels_per_class={self.xi}, mu={self.mu}, beta={self.beta}, reduction='{self.reduction}'"
-    def get_extra_state(self): return {'generator': self.generator.get_state()}
-    def set_extra_state(self, state): self.generator.set_state(state['generator'])
 
     def _term(self, feature_maps, target, num_classes):
         mask = mc_channel_mask(num_classes, self.xi, self.generator) if self.training else None

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import LazyModule, ModelOutput, half_sq_distances
+from .core import GeneratorState, LazyModule, ModelOutput, half_sq_distances
 
 torchvision = LazyModule('torchvision')   # imported when a torchvision ResNet is built (≈1.5 s saved otherwise)
 
@@ -313,7 +313,7 @@ def _probability(name, p):
         raise ValueError(f"{name}={p!r} must be a probability in [0, 1]")
     return float(p)
 
-class DiversificationBlock(nn.Module):
+class DiversificationBlock(GeneratorState):
     "Fine-grained §3.1, eq. 1-7: suppress class-map peaks (p_peak) and G×G patches (p_patch) by `alpha` in training."
     def __init__(self, p_peak: float = 0.5, p_patch: float = 0.5, patch_size: int = 3, alpha: float = 0.1, seed: int | None = None):
         super().__init__()
@@ -322,12 +322,9 @@ class DiversificationBlock(nn.Module):
         if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the suppressing factor; the paper uses 0.1, Table 5)")
         self.patch_size, self.alpha = patch_size, float(alpha)
-        if seed is None: seed = int(torch.randint(0, 2**62, ()))     # from the global generator (seed_everything)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed_generator(seed)
 
     def extra_repr(self): return f'p_peak={self.p_peak}, p_patch={self.p_patch}, patch_size={self.patch_size}, alpha={self.alpha}'
-    def get_extra_state(self): return {'generator': self.generator.get_state()}
-    def set_extra_state(self, state): self.generator.set_state(state['generator'])
 
     def masks(self, maps: torch.Tensor) -> torch.Tensor:
         "The suppression mask B (eq. 6) for class maps (N, C, H, W): peaks hit with p_peak, other patches with p_patch."
