@@ -608,7 +608,7 @@ def smoke_runs(presets, runs_root) -> Path:
     "Train the smoke variant of every preset under `runs_root/cpu/` (skipping complete runs); returns runs_root."
     for preset in presets:
         for p in expand_sweep(smoke_preset(preset), 'cpu', runs_root):
-            if p.status() != 'complete': run_training({**p.config, 'threads': None})
+            if p.status() != 'complete': run_training(p.config)
     return Path(runs_root)
 
 # %% ../nbs/06_analysis.ipynb #b7ab5673

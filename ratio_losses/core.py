@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import platform
 import types
 import random
 import shutil
@@ -20,8 +21,8 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['ModelOutput', 'GeneratorState', 'half_sq_distances', 'get_device', 'seed_everything', 'cache_dir', 'atomic_path',
-           'LazyModule']
+__all__ = ['CPU_ISAS', 'ModelOutput', 'GeneratorState', 'half_sq_distances', 'get_device', 'seed_everything', 'numeric_env',
+           'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'LazyModule']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -93,6 +94,63 @@ def seed_everything(seed: int) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     return seed
+
+# %% ../nbs/00_core.ipynb #39e62c8b
+_PINS = {   # cpu_isa -> the variables that pin ATen's kernels, oneDNN's and MKL's code paths
+    'avx2': {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_CBWR': 'AVX2'},
+    'avx512': {'ATEN_CPU_CAPABILITY': 'avx512', 'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE', 'MKL_CBWR': 'AVX512'},
+    'native': {}}
+CPU_ISAS = tuple(_PINS)
+
+def numeric_env(cpu_isa: str = 'avx2') -> dict[str, str]:
+    "The environment variables that make the CPU kernels use `cpu_isa` ({} for 'native')."
+    if cpu_isa not in _PINS: raise ValueError(f"cpu_isa={cpu_isa!r} is unknown; valid choices: {', '.join(CPU_ISAS)}")
+    return dict(_PINS[cpu_isa])
+
+def pin_numerics(cpu_isa: str = 'avx2') -> str:
+    "Pin this process's CPU kernels to `cpu_isa` (see above); returns ATen's capability, or raises naming the fix."
+    env = numeric_env(cpu_isa)
+    if env and platform.machine().lower() not in ('x86_64', 'amd64'):
+        raise ValueError(f"cpu_isa={cpu_isa!r} pins x86 kernels, but this machine is {platform.machine()}: "
+                         "set cpu_isa='native' (its numbers then hold on this kind of CPU only)")
+    os.environ.update(env)
+    got = torch.backends.cpu.get_cpu_capability()
+    if env and got.lower() != env['ATEN_CPU_CAPABILITY']:
+        exports = ' '.join(f'{k}={v}' for k, v in env.items())
+        raise ValueError(f"cpu_isa={cpu_isa!r}, but this process already runs ATen's {got} kernels (torch computed "
+                         f"before the pin, or the CPU lacks {cpu_isa}): start Python with {exports} (the ratio-losses "
+                         "command and sweeps do), or set cpu_isa='native'")
+    return got
+
+def _cpu_description() -> tuple[str, list[str]]:
+    "The CPU's model name and which of the vector extensions that matter here it has (Linux: /proc/cpuinfo)."
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            key, _, value = line.partition(':')
+            if key.strip() == 'model name' and value.strip(): model = value.strip()
+            if key.strip() in ('flags', 'Features'): flags = set(value.split())
+            if flags and model: break
+    wanted = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'asimd', 'sve')
+    return model, [f for f in wanted if f in flags]
+
+def numerics_info(device: torch.device | str = 'cpu') -> dict:
+    "Everything besides the config and seed that decides a run's numbers on `device`, for its record."
+    device = torch.device(device)
+    model, flags = _cpu_description()
+    info = {'cpu_model': model, 'cpu_flags': flags, 'machine': platform.machine(),
+            'aten_cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'pin_env': {k: os.environ.get(k) for k in _PINS['avx2']},
+            'threads': torch.get_num_threads(), 'interop_threads': torch.get_num_interop_threads(),
+            'mkl': torch.backends.mkl.is_available(), 'mkldnn': torch.backends.mkldnn.is_available(),
+            'deterministic_algorithms': torch.are_deterministic_algorithms_enabled(),
+            'float32_matmul_precision': torch.get_float32_matmul_precision()}
+    if device.type == 'cuda':
+        info.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(), gpu=torch.cuda.get_device_name(device),
+                    gpu_capability='.'.join(map(str, torch.cuda.get_device_capability(device))),
+                    cudnn_deterministic=torch.backends.cudnn.deterministic, cudnn_benchmark=torch.backends.cudnn.benchmark,
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)
+    return info
 
 # %% ../nbs/00_core.ipynb #641ca0ac
 def cache_dir() -> Path:

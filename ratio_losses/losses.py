@@ -16,17 +16,17 @@ import torch.nn.functional as F
 from .core import GeneratorState, ModelOutput, half_sq_distances
 
 # %% auto #0
-__all__ = ['EXACT_BELOW_ALPHA', 'CCE_CAREFUL_ABOVE', 'LOSSES', 'set_validation', 'validation', 'NonFiniteLossError',
-           'cross_entropy', 'competing_ratio_loss', 'nllr_loss', 'crl_printed_gradient', 'crl_gradient',
-           'categorical_cross_entropy', 'gradient_boosting_cross_entropy', 'pairwise_sq_distances',
-           'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances', 'within_class_loss',
-           'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss',
-           'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss',
-           'MixtureSeparabilityLoss', 'focal_loss', 'FocalLoss', 'prediction_entropy', 'max_entropy_loss',
-           'MaxEntropyLoss', 'center_loss', 'CenterLoss', 'chebyshev_cos', 'margin_psi', 'margin_logits',
-           'large_margin_softmax_loss', 'angular_softmax_loss', 'LargeMarginSoftmaxLoss', 'AngularSoftmaxLoss',
-           'lgm_loss', 'LGMLoss', 'mc_channel_mask', 'mc_discriminality', 'mc_diversity', 'mutual_channel_loss',
-           'MutualChannelLoss', 'Objective', 'objective_terms', 'build_objective']
+__all__ = ['EXACT_BELOW_ALPHA', 'LOSSES', 'set_validation', 'validation', 'NonFiniteLossError', 'cross_entropy',
+           'competing_ratio_loss', 'nllr_loss', 'crl_printed_gradient', 'crl_gradient', 'categorical_cross_entropy',
+           'gradient_boosting_cross_entropy', 'pairwise_sq_distances', 'channel_correlation_ratio',
+           'channel_correlation_loss', 'class_mean_distances', 'within_class_loss', 'mixture_separability_loss',
+           'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss', 'CategoricalCrossEntropyLoss',
+           'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss', 'MixtureSeparabilityLoss', 'focal_loss',
+           'FocalLoss', 'prediction_entropy', 'max_entropy_loss', 'MaxEntropyLoss', 'center_loss', 'CenterLoss',
+           'chebyshev_cos', 'margin_psi', 'margin_logits', 'large_margin_softmax_loss', 'angular_softmax_loss',
+           'LargeMarginSoftmaxLoss', 'AngularSoftmaxLoss', 'lgm_loss', 'LGMLoss', 'mc_channel_mask',
+           'mc_discriminality', 'mc_diversity', 'mutual_channel_loss', 'MutualChannelLoss', 'Objective',
+           'objective_terms', 'build_objective']
 
 # %% ../nbs/02_losses.ipynb #85dcc26d
 _VALIDATE = True
@@ -73,8 +73,8 @@ def _check_cc(lam, eps) -> tuple[float, float]:
     return (_check_number('lam', lam, what=' (CC eq. 8; the paper uses 1)'),
             _check_number('eps', eps, low_open=True, what=' (CC eq. 8)'))
 
-def _check_inputs(logits, target) -> tuple[torch.Tensor, torch.Tensor]:
-    "Shape and dtype checks (free), then the target range (a value check)."
+def _check_inputs(logits, target, ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Shape and dtype checks (free), then the target range (a value check); `ignore_index` is allowed as a target."
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise ValueError(f"logits must be a floating-point tensor of shape (B, C); got {type(logits).__name__}"
                          + (f" of dtype {logits.dtype}" if isinstance(logits, torch.Tensor) else ''))
@@ -83,9 +83,17 @@ def _check_inputs(logits, target) -> tuple[torch.Tensor, torch.Tensor]:
     B, C = logits.shape
     if B == 0: raise ValueError("logits is an empty batch (B = 0); a loss needs at least one sample")
     if C < 2: raise ValueError(f"logits has C = {C} class; the losses need C >= 2 classes")
-    return logits, _check_target(target, B, C, logits.device, 'logits', tuple(logits.shape))
+    return logits, _check_target(target, B, C, logits.device, 'logits', tuple(logits.shape), ignore_index)
 
-def _check_target(target, B: int, C: int, device, name: str, shape: tuple) -> torch.Tensor:
+def _checking(t: torch.Tensor) -> bool:
+    "Value checks read tensor values: on unless switched off, or inside a torch.func transform (vmap has no .item())."
+    return _VALIDATE and not _functorch_wrapped(t)
+
+def _functorch_wrapped(t: torch.Tensor) -> bool:
+    try: return torch._C._functorch.is_functorch_wrapped_tensor(t)
+    except AttributeError: return False
+
+def _check_target(target, B: int, C: int, device, name: str, shape: tuple, ignore_index: int | None = None) -> torch.Tensor:
     "Class indices for a batch of B samples and C classes, on `device`; `name` and `shape` say what they must match."
     if not isinstance(target, torch.Tensor) or target.dtype not in _INT_DTYPES:
         got = target.dtype if isinstance(target, torch.Tensor) else type(target).__name__
@@ -95,17 +103,20 @@ def _check_target(target, B: int, C: int, device, name: str, shape: tuple) -> to
         raise ValueError(f"target must have shape ({B},) to match {name} {shape}; got {tuple(target.shape)}")
     if target.device != device:
         raise ValueError(f"target is on {target.device} but {name} on {device}; move them to one device")
-    if _VALIDATE:
+    if _checking(target):
         lo, hi = torch.aminmax(target)
         lo, hi = lo.item(), hi.item()
+        if (lo < 0 or hi >= C) and ignore_index is not None:                 # the skipped samples aside
+            lo, hi = (v.item() for v in torch.aminmax(target.masked_fill(target == ignore_index, 0)))
         if lo < 0 or hi >= C:
+            ii = '' if ignore_index is None else f"; ignore_index={ignore_index} marks a sample to skip"
             raise ValueError(f"target holds class index {lo if lo < 0 else hi}, outside [0, {C - 1}] "
-                             f"({name} have C = {C} classes)")
+                             f"({name} have C = {C} classes{ii})")
     return target.long()
 
 def _finite(loss: torch.Tensor, logits: torch.Tensor, name: str = 'logits') -> torch.Tensor:
     "Value check on the result: a non-finite loss is an error that names the rows of `logits` at fault."
-    if _VALIDATE and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all())):
+    if _checking(loss) and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all())):
         _raise_not_finite(name, logits)
     return loss
 
@@ -126,79 +137,88 @@ def _float(logits: torch.Tensor) -> torch.Tensor:
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 
-def _grad_scale(g: torch.Tensor, n: int, reduction: str) -> torch.Tensor:
-    "The incoming gradient as a (B, 1) column, whatever the reduction."
-    if reduction == 'none': return g[:, None]
-    return (g / n if reduction == 'mean' else g).reshape(1, 1)
+def _check_dropin(who: str, weight, ignore_index, label_smoothing: float = 0.0, smoothing_ok: bool = False):
+    "The `torch.nn.CrossEntropyLoss` keywords: `weight` (C,) or None, an integer `ignore_index`, `label_smoothing`."
+    if weight is not None and (not isinstance(weight, torch.Tensor) or weight.ndim != 1 or not weight.is_floating_point()):
+        raise ValueError(f"weight must be None or a 1-D float tensor of one weight per class; got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+        raise ValueError(f"ignore_index={ignore_index!r} must be an integer (torch's default is -100)")
+    if label_smoothing != 0.0 and not smoothing_ok:
+        raise ValueError(f"label_smoothing={label_smoothing!r}: {who} is defined for one true class and has no "
+                         "label-smoothed form; use cross_entropy / CrossEntropyLoss(label_smoothing=...) for that")
+
+def _reduce_samples(loss: torch.Tensor, target: torch.Tensor, reduction: str, weight=None, ignore_index: int = -100):
+    """Reduce per-sample losses as `F.cross_entropy` does: a sample whose target is `ignore_index` counts 0 and is left
+    out of the mean; with `weight`, sample i counts weight[y_i] and the mean divides by the sum of those weights.
+    A batch whose every target is ignored has mean 0 (torch gives NaN)."""
+    if weight is None and _checking(target) and not bool((target == ignore_index).any()):
+        return _reduce(loss, reduction)                      # the common case: exactly the plain reduction
+    keep = target != ignore_index
+    w = keep.to(loss.dtype)
+    if weight is not None: w = w * weight.to(loss)[target.masked_fill(~keep, 0)]
+    loss = torch.where(keep, loss if weight is None else loss * w, 0.0)   # an ignored row's value never reaches the sum
+    if reduction == 'none': return loss
+    if reduction == 'sum': return loss.sum()
+    return loss.sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+def _safe_target(target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    "Targets with `ignore_index` replaced by class 0, so per-sample formulas can gather; `_reduce_samples` drops them."
+    return target.masked_fill(target == ignore_index, 0)
 
 # %% ../nbs/02_losses.ipynb #4df315aa
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
-    "Cross-entropy $-\\log p_c$ (CRL eq. 3)."
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean', *,
+                  weight: torch.Tensor | None = None, ignore_index: int = -100, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy $-\\log p_c$ (CRL eq. 3), with `F.cross_entropy`'s `weight`, `ignore_index` and `label_smoothing`
+    (and a mean of 0, not NaN, for a batch whose every target is ignored)."""
     _check_reduction(reduction)
-    logits, target = _check_inputs(logits, target)
-    return _finite(F.cross_entropy(_float(logits), target, reduction=reduction), logits)
+    _check_dropin('cross-entropy', weight, ignore_index, label_smoothing, smoothing_ok=True)
+    if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing <= 1):
+        raise ValueError(f"label_smoothing={label_smoothing!r} must be a number in [0, 1]")
+    logits, target = _check_inputs(logits, target, ignore_index)
+    x = _float(logits)
+    loss = F.cross_entropy(x, target, None if weight is None else weight.to(x), ignore_index=ignore_index,
+                           reduction=reduction, label_smoothing=float(label_smoothing))
+    if reduction == 'mean' and _checking(loss) and not math.isfinite(loss.item()) and bool((target == ignore_index).all()):
+        return torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0).sum()   # nothing to learn from: 0, gradient 0
+    return _finite(loss, logits)
 
 # %% ../nbs/02_losses.ipynb #a894eb48
 EXACT_BELOW_ALPHA = 0.1   # CRL with alpha below this takes the exact path (NLLR has alpha = 0)
 
-class _CompetingRatio(torch.autograd.Function):
-    "CRL (and CE, NLLR): $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$ and its gradient $w(p - e_c)$ in one autograd node."
-    @staticmethod
-    def forward(ctx, logits, target, alpha: float, beta: float, reduction: str):
-        x = _float(logits)
-        t1 = target[:, None]
-        ctx.reduction, ctx.dtype, ctx.exact = reduction, logits.dtype, alpha < EXACT_BELOW_ALPHA
-        if not ctx.exact:
-            logp = torch.log_softmax(x, 1)
-            logp_c = logp.gather(1, t1)
-            q = torch.expm1(logp_c)                                            # p_c - 1
-            d = torch.rsub(q, alpha)                                           # alpha + 1 - p_c >= alpha
-            loss = torch.sub(d.log().mul_(beta), logp_c)
-            ws = (q + 1).div_(d).mul_(beta).add_(1)                            # w = 1 + beta p_c / (alpha + 1 - p_c)
-            ctx.save_for_backward(logp, q, ws, t1)
-        else:
-            neg = x.scatter(1, t1, float('-inf'))                              # the other classes
-            lse_neg = torch.logsumexp(neg, 1, keepdim=True)
-            u = lse_neg - x.gather(1, t1)                                      # log((1 - p_c) / p_c)
-            if alpha == 0 and beta == 1:                                       # NLLR: f(u) = u, f' = 1
-                loss, fprime = u, torch.ones_like(u)
-            else:
-                sig, sig_neg = torch.sigmoid(u), torch.sigmoid(-u)             # 1 - p_c, p_c
-                lt = F.logsigmoid(u) if alpha == 0 else torch.log(sig + alpha)
-                loss = F.softplus(u) + beta * lt
-                fprime = sig + beta * sig_neg * (sig / (sig + alpha) if alpha > 0 else 1)
-            ctx.save_for_backward(neg, lse_neg, fprime, t1)
-        return _reduce(loss.squeeze(1), reduction)
+def _log_competing_odds(x: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
+    "$u = \\log\\frac{1-p_c}{p_c} = \\log\\sum_{k\\ne c}e^{x_k} - x_c$ (B,): a log-sum-exp over the other classes."
+    return torch.logsumexp(x.scatter(1, t1, float('-inf')), 1) - x.gather(1, t1).squeeze(1)
 
-    @staticmethod
-    def backward(ctx, g):
-        a, b, c, t1 = ctx.saved_tensors
-        s = _grad_scale(g, a.shape[0], ctx.reduction)
-        if not ctx.exact:
-            logp, q, ws = a, b, c
-            ws = ws * s
-            grad = torch.exp(logp).mul_(ws)                                    # w p_k
-            grad.scatter_(1, t1, q * ws)                                       # w (p_c - 1)
-        else:
-            neg, lse_neg, fprime = a, b, c
-            fs = fprime * s
-            grad = torch.exp(neg - lse_neg).mul_(fs)                           # f'(u) q_k
-            grad.scatter_(1, t1, -fs)                                          # -f'(u)
-        return grad.to(ctx.dtype), None, None, None, None
+def _competing_ratio(x: torch.Tensor, target: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    "CRL (and CE, NLLR) per sample, $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$, from differentiable torch ops only."
+    if alpha >= EXACT_BELOW_ALPHA:
+        ce = F.cross_entropy(x, target, reduction='none')                      # -log p_c
+        return ce + beta * torch.log(alpha - torch.expm1(-ce)) if beta else ce  # alpha + 1 - p_c = alpha - expm1(log p_c)
+    u = _log_competing_odds(x, target[:, None])
+    if alpha == 0 and beta == 1: return u                                     # NLLR
+    lt = F.logsigmoid(u) if alpha == 0 else torch.log(torch.sigmoid(u) + alpha)   # log(alpha + 1 - p_c)
+    return F.softplus(u) + beta * lt                                          # -log p_c = softplus(u)
 
 # %% ../nbs/02_losses.ipynb #4307696f
 def competing_ratio_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.5, beta: float = 1.0,
-                         reduction: str = 'mean') -> torch.Tensor:
+                         reduction: str = 'mean', *, weight: torch.Tensor | None = None, ignore_index: int = -100,
+                         label_smoothing: float = 0.0) -> torch.Tensor:
     """Competing ratio loss $\\beta\\log(\\alpha + \\sum_{k\\ne c} p_k) - \\log p_c$ (CRL eq. 11; defaults α = 1.5, β = 1
-    from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR."""
+    from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR. `weight` and `ignore_index` as in
+    `F.cross_entropy`; `label_smoothing` has no CRL form (an error)."""
     alpha, beta = _check_crl(alpha, beta)
     _check_reduction(reduction)
-    logits, target = _check_inputs(logits, target)
-    return _finite(_CompetingRatio.apply(logits, target, alpha, beta, reduction), logits)
+    _check_dropin('CRL', weight, ignore_index, label_smoothing)
+    logits, target = _check_inputs(logits, target, ignore_index)
+    loss = _competing_ratio(_float(logits), _safe_target(target, ignore_index), alpha, beta)
+    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
 
-def nllr_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
+def nllr_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean', *, weight: torch.Tensor | None = None,
+              ignore_index: int = -100, label_smoothing: float = 0.0) -> torch.Tensor:
     "Negative log-likelihood ratio $\\log\\frac{1-p_c}{p_c}$ (CRL eq. 9-10; Zhu et al.): CRL with α = 0, β = 1."
-    return competing_ratio_loss(logits, target, alpha=0.0, beta=1.0, reduction=reduction)
+    return competing_ratio_loss(logits, target, alpha=0.0, beta=1.0, reduction=reduction, weight=weight,
+                                ignore_index=ignore_index, label_smoothing=label_smoothing)
 
 # %% ../nbs/02_losses.ipynb #52a4fa65
 def crl_printed_gradient(p_c, p_j, alpha: float = 1.5, beta: float = 1.0):
@@ -210,104 +230,58 @@ def crl_gradient(p_c, p_j, alpha: float = 1.5, beta: float = 1.0):
     return (1 + beta * p_c / (alpha + 1 - p_c)) * p_j
 
 # %% ../nbs/02_losses.ipynb #ff97e176
-CCE_CAREFUL_ABOVE = 0.99   # rows with a wrong-class probability above this take the careful, log-space path
+def _log_one_minus_p(logp: torch.Tensor) -> torch.Tensor:
+    r"""$\log(1 - p_k)$ for every class from the log-probabilities (B, C), to full relative precision. Every class but a
+    row's most probable one has $p_k \le 1/2$, where `log1p(-p)` is exact. The most probable one may have $p$ within
+    rounding of 1 (a wrong class ahead by 17 logits in float32): its $\log(1-p_m) = \log\sum_{j\ne m}p_j$ is a
+    log-sum-exp over the others. Its `log1p` input is set to 0 first, so that no infinite derivative meets the zero
+    gradient of the replaced entry (0 · ∞ would be NaN)."""
+    m = logp.argmax(1, keepdim=True)
+    rest = torch.logsumexp(logp.scatter(1, m, float('-inf')), 1, keepdim=True)      # log(1 - p_m), exactly
+    return torch.log1p(-logp.exp().scatter(1, m, 0.0)).scatter(1, m, rest)
 
-def _log_one_minus(logp: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    "$\\log(1 - p_i) = \\log\\sum_{k\\ne i} p_k$ for the class `idx` (B, 1) of each row, exactly: a masked log-sum-exp."
-    return torch.logsumexp(logp.scatter(1, idx, float('-inf')), 1, keepdim=True)
-
-def _log1mexp(a: torch.Tensor) -> torch.Tensor:
-    "$\\log(1 - e^a)$ for $a \\le 0$, accurate on both sides of $a = -\\log 2$ (Mächler's rule)."
-    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
-
-def _cce_careful(logp: torch.Tensor, t1: torch.Tensor):
-    "CCE loss (B,) and gradient (B, C) in log space, for rows where a wrong class dominates."
-    m1 = logp.argmax(1, keepdim=True)
-    log1mp = _log1mexp(logp)                                                     # accurate for p_k <= 1/2
-    log1mp.scatter_(1, m1, _log_one_minus(logp, m1))                             # exact for the largest one
-    is_c = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, t1, True)
-    loss = -logp.gather(1, t1).squeeze(1) - log1mp.masked_fill(is_c, 0).sum(1)
-    logr = (logp - log1mp).masked_fill(is_c, float('-inf'))                      # log odds of the wrong classes
-    logR = torch.logsumexp(logr, 1, keepdim=True)
-    mr = logr.argmax(1, keepdim=True)
-    loo = logR + _log1mexp(torch.clamp(logr - logR, max=-math.log(2)))          # log(R - r_j), r_j <= R/2
-    loo.scatter_(1, mr, torch.logsumexp(logr.scatter(1, mr, float('-inf')), 1, keepdim=True))
-    grad = 2 * torch.exp(logp) - torch.exp(logp + loo)                          # j != c: p_j (2 - R_{-j})
-    logp_c = logp.gather(1, t1)
-    grad.scatter_(1, t1, torch.exp(logp_c) - 1 - torch.exp(logp_c + logR))      # j = c: p_c (1 - R) - 1
-    return loss, grad
-
-class _CategoricalCrossEntropy(torch.autograd.Function):
-    "CCE (CRL eq. 5) and its gradient in one autograd node."
-    @staticmethod
-    def forward(ctx, logits, target, reduction: str):
-        x = _float(logits)
-        t1 = target[:, None]
-        logp = torch.log_softmax(x, 1)
-        p = torch.exp(logp)
-        one_minus = torch.rsub(p, 1)
-        r = (p / one_minus).scatter_(1, t1, 0.0)                                 # odds of the wrong classes
-        loss = -logp.gather(1, t1).squeeze(1) - torch.log(one_minus).scatter_(1, t1, 0.0).sum(1)
-        R = r.sum(1, keepdim=True)
-        careful = (r.amax(1) > CCE_CAREFUL_ABOVE / (1 - CCE_CAREFUL_ABOVE)).nonzero().flatten()
-        careful_grad = None
-        if len(careful):
-            loss_rows, careful_grad = _cce_careful(logp[careful], t1[careful])
-            loss = loss.index_copy(0, careful, loss_rows)
-        ctx.save_for_backward(p, r, R, t1, careful, careful_grad)
-        ctx.reduction, ctx.dtype = reduction, logits.dtype
-        return _reduce(loss, reduction)
-
-    @staticmethod
-    def backward(ctx, g):
-        p, r, R, t1, careful, careful_grad = ctx.saved_tensors
-        grad = torch.addcmul(r, p, 1 - R)                                        # p_j (1 - R) + r_j
-        grad.scatter_add_(1, t1, torch.full_like(R, -1.0))                       # - [j = c]
-        if careful_grad is not None: grad.index_copy_(0, careful, careful_grad)
-        return (grad * _grad_scale(g, p.shape[0], ctx.reduction)).to(ctx.dtype), None, None
+def _categorical_cross_entropy(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"CCE per sample (CRL eq. 5), $-\log p_c - \sum_{k\ne c}\log(1-p_k)$, in log space from differentiable torch ops."
+    t1 = target[:, None]
+    logp = torch.log_softmax(x, 1)
+    return -logp.gather(1, t1).squeeze(1) - _log_one_minus_p(logp).scatter(1, t1, 0.0).sum(1)
 
 # %% ../nbs/02_losses.ipynb #c55c6f8f
-def categorical_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean') -> torch.Tensor:
+def categorical_cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean', *,
+                              weight: torch.Tensor | None = None, ignore_index: int = -100,
+                              label_smoothing: float = 0.0) -> torch.Tensor:
     "CCE $-\\log p_c - \\sum_{k\\ne c}\\log(1-p_k)$ (CRL eq. 5): one-vs-rest binary cross-entropies of the softmax outputs."
     _check_reduction(reduction)
-    logits, target = _check_inputs(logits, target)
-    return _finite(_CategoricalCrossEntropy.apply(logits, target, reduction), logits)
+    _check_dropin('CCE', weight, ignore_index, label_smoothing)
+    logits, target = _check_inputs(logits, target, ignore_index)
+    loss = _categorical_cross_entropy(_float(logits), _safe_target(target, ignore_index))
+    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
 
 # %% ../nbs/02_losses.ipynb #b9964e1d
-class _GradientBoostingCE(torch.autograd.Function):
-    "GCE (fine-grained eq. 12): log-sum-exp over the true class and the negatives scoring at least t_k."
-    @staticmethod
-    def forward(ctx, logits, target, k: int, reduction: str):
-        x = _float(logits)
-        t1 = target[:, None]
-        neg = x.scatter(1, t1, float('-inf'))                                    # a copy: the caller's logits stay as they are
-        t_k = neg.topk(k, 1).values[:, -1:]                                      # k-th largest negative score (eq. 10)
-        keep = (~(neg < t_k)).scatter_(1, t1, True)                              # J'_> and the true class (and any NaN)
-        z = x.masked_fill(~keep, float('-inf'))
-        lse = torch.logsumexp(z, 1, keepdim=True)
-        loss = (lse - x.gather(1, t1)).squeeze(1)
-        ctx.save_for_backward(z, lse, t1)
-        ctx.reduction, ctx.dtype = reduction, logits.dtype
-        return _reduce(loss, reduction)
-
-    @staticmethod
-    def backward(ctx, g):
-        z, lse, t1 = ctx.saved_tensors
-        s = _grad_scale(g, z.shape[0], ctx.reduction)
-        grad = torch.exp(z - lse)                                                # eq. 14: softmax over J'_> and l
-        grad.scatter_add_(1, t1, torch.full_like(lse, -1.0))
-        return (grad * s).to(ctx.dtype), None, None, None
+def _gradient_boosting_ce(x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    r"""GCE per sample (fine-grained eq. 12), $\log(e^{s_l} + \sum_{i\in J'_>}e^{s_i}) - s_l =
+    \mathrm{softplus}(\log\sum_{i\in J'_>}e^{s_i} - s_l)$, with $J'_>$ the negatives scoring at least $t_k$, the k-th
+    largest negative score (eq. 10; ties all count). The selection is a constant mask, so the loss is a composition of
+    differentiable torch ops; the caller's logits are never modified."""
+    t1 = target[:, None]
+    with torch.no_grad():
+        neg = x.scatter(1, t1, float('-inf'))                                    # the negatives' scores
+        outside = neg < neg.topk(k, 1).values[:, -1:]                            # not in J'_> (the true class is not)
+    return F.softplus(torch.logsumexp(x.masked_fill(outside, float('-inf')), 1) - x.gather(1, t1).squeeze(1))
 
 # %% ../nbs/02_losses.ipynb #e50fbfd1
-def gradient_boosting_cross_entropy(logits: torch.Tensor, target: torch.Tensor, k: int = 15,
-                                    reduction: str = 'mean') -> torch.Tensor:
+def gradient_boosting_cross_entropy(logits: torch.Tensor, target: torch.Tensor, k: int = 15, reduction: str = 'mean', *,
+                                    weight: torch.Tensor | None = None, ignore_index: int = -100,
+                                    label_smoothing: float = 0.0) -> torch.Tensor:
     "GCE: cross-entropy over the true class and the k highest-scoring negatives (fine-grained eq. 10-12; k = 15)."
     _check_k(k)
     _check_reduction(reduction)
-    logits, target = _check_inputs(logits, target)
-    if k >= logits.shape[1] - 1:                                                 # every negative is kept: plain CE
-        return _finite(F.cross_entropy(_float(logits), target, reduction=reduction), logits)
-    return _finite(_GradientBoostingCE.apply(logits, target, k, reduction), logits)
+    _check_dropin('GCE', weight, ignore_index, label_smoothing)
+    logits, target = _check_inputs(logits, target, ignore_index)
+    x, safe = _float(logits), _safe_target(target, ignore_index)
+    if k >= logits.shape[1] - 1: loss = F.cross_entropy(x, safe, reduction='none')   # every negative is kept: plain CE
+    else: loss = _gradient_boosting_ce(x, safe, k)
+    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
 
 # %% ../nbs/02_losses.ipynb #8ba780c7
 def pairwise_sq_distances(c: torch.Tensor) -> torch.Tensor:
@@ -385,46 +359,73 @@ def _as_exits(exit_logits) -> list[torch.Tensor]:
 
 # %% ../nbs/02_losses.ipynb #6c4a1e89
 class ClassificationLoss(nn.Module):
-    "A loss of `(logits, target)`: the classification term of an objective."
+    """A loss of `(logits, target)`: the classification term of an objective. Like `torch.nn.CrossEntropyLoss` it takes
+    `weight` (one per class, a buffer), `ignore_index` and `label_smoothing` (where the loss has a form for them)."""
     kind = 'classification'
-    def __init__(self, reduction: str = 'mean'):
+    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
+        if weight is not None and not isinstance(weight, torch.Tensor): weight = torch.as_tensor(weight, dtype=torch.float32)
+        self.register_buffer('weight', weight)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
     def hparams(self) -> dict: return {}
-    def extra_repr(self): return ', '.join([f'{k}={v}' for k, v in self.hparams().items()] + [f"reduction='{self.reduction}'"])
+    def dropin(self) -> dict:
+        "The `torch.nn.CrossEntropyLoss` keywords this loss was built with."
+        return {'weight': self.weight, 'ignore_index': self.ignore_index, 'label_smoothing': self.label_smoothing}
+    def extra_repr(self):
+        shown = dict(self.hparams())
+        if self.weight is not None: shown['weight'] = self.weight.tolist()
+        if self.ignore_index != -100: shown['ignore_index'] = self.ignore_index
+        if self.label_smoothing: shown['label_smoothing'] = self.label_smoothing
+        return ', '.join([f'{k}={v}' for k, v in shown.items()] + [f"reduction='{self.reduction}'"])
     def term(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
         "The loss of a `ModelOutput`: averaged over its exits (MSL eq. 6), or of its logits; margin losses read more."
         exits = output.exit_logits or [output.logits]
         return sum(self(q, target) for q in exits) / len(exits)
 
 class CrossEntropyLoss(ClassificationLoss):
-    "Cross-entropy (CRL eq. 3)."
-    def forward(self, logits, target): return cross_entropy(logits, target, self.reduction)
+    "Cross-entropy (CRL eq. 3); `weight`, `ignore_index` and `label_smoothing` as in `torch.nn.CrossEntropyLoss`."
+    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        _check_dropin('cross-entropy', self.weight, ignore_index, label_smoothing, smoothing_ok=True)
+    def forward(self, logits, target): return cross_entropy(logits, target, self.reduction, **self.dropin())
 
 class NLLRLoss(ClassificationLoss):
-    "Negative log-likelihood ratio $\\log((1-p_c)/p_c)$ (CRL eq. 9-10)."
-    def forward(self, logits, target): return nllr_loss(logits, target, self.reduction)
+    "Negative log-likelihood ratio $\\log((1-p_c)/p_c)$ (CRL eq. 9-10); `weight`, `ignore_index` as in torch."
+    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        _check_dropin('NLLR', self.weight, ignore_index, label_smoothing)
+    def forward(self, logits, target): return nllr_loss(logits, target, self.reduction, **self.dropin())
 
 class CompetingRatioLoss(ClassificationLoss):
     "Competing ratio loss $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$ (CRL eq. 11; α = 1.5, β = 1 from Table I)."
-    def __init__(self, alpha: float = 1.5, beta: float = 1.0, reduction: str = 'mean'):
-        super().__init__(reduction)
+    def __init__(self, alpha: float = 1.5, beta: float = 1.0, reduction: str = 'mean', weight=None,
+                 ignore_index: int = -100, label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
         self.alpha, self.beta = _check_crl(alpha, beta)
+        _check_dropin('CRL', self.weight, ignore_index, label_smoothing)
     def hparams(self): return {'alpha': self.alpha, 'beta': self.beta}
-    def forward(self, logits, target): return competing_ratio_loss(logits, target, self.alpha, self.beta, self.reduction)
+    def forward(self, logits, target):
+        return competing_ratio_loss(logits, target, self.alpha, self.beta, self.reduction, **self.dropin())
 
 class CategoricalCrossEntropyLoss(ClassificationLoss):
-    "CCE $-\\log p_c - \\sum_{k\\ne c}\\log(1-p_k)$ (CRL eq. 5)."
-    def forward(self, logits, target): return categorical_cross_entropy(logits, target, self.reduction)
+    "CCE $-\\log p_c - \\sum_{k\\ne c}\\log(1-p_k)$ (CRL eq. 5); `weight`, `ignore_index` as in torch."
+    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        _check_dropin('CCE', self.weight, ignore_index, label_smoothing)
+    def forward(self, logits, target): return categorical_cross_entropy(logits, target, self.reduction, **self.dropin())
 
 class GradientBoostingCrossEntropyLoss(ClassificationLoss):
     "GCE: cross-entropy over the true class and the k most confusing negatives (fine-grained eq. 12; k = 15)."
-    def __init__(self, k: int = 15, reduction: str = 'mean'):
-        super().__init__(reduction)
+    def __init__(self, k: int = 15, reduction: str = 'mean', weight=None, ignore_index: int = -100,
+                 label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
         self.k = _check_k(k)
+        _check_dropin('GCE', self.weight, ignore_index, label_smoothing)
     def hparams(self): return {'k': self.k}
-    def forward(self, logits, target): return gradient_boosting_cross_entropy(logits, target, self.k, self.reduction)
+    def forward(self, logits, target):
+        return gradient_boosting_cross_entropy(logits, target, self.k, self.reduction, **self.dropin())
 
 # %% ../nbs/02_losses.ipynb #89a35cd4
 class ChannelCorrelationLoss(nn.Module):
@@ -509,15 +510,18 @@ def _check_class_weights(alpha) -> torch.Tensor | None:
     return w
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha=None,
-               reduction: str = 'mean') -> torch.Tensor:
+               reduction: str = 'mean', *, weight: torch.Tensor | None = None, ignore_index: int = -100,
+               label_smoothing: float = 0.0) -> torch.Tensor:
     r"""Focal loss $-\alpha_c(1-p_c)^\gamma\log p_c$ (Lin et al. 2017, eq. 5; γ = 2). `alpha`: None or one weight
-    per class. γ = 0 without `alpha` is cross-entropy."""
+    per class (the paper's α_t: the mean stays over all samples). γ = 0 without `alpha` is cross-entropy. `weight` and
+    `ignore_index` as in `F.cross_entropy` (the mean divides by the summed weights)."""
     gamma = _check_number('gamma', gamma, what=' (focal loss eq. 5; the paper uses 2)')
     w = _check_class_weights(alpha)
     _check_reduction(reduction)
-    logits, target = _check_inputs(logits, target)
-    x = _float(logits)
-    logp_c = torch.log_softmax(x, 1).gather(1, target[:, None]).squeeze(1)
+    _check_dropin('the focal loss', weight, ignore_index, label_smoothing)
+    logits, target = _check_inputs(logits, target, ignore_index)
+    x, safe = _float(logits), _safe_target(target, ignore_index)
+    logp_c = torch.log_softmax(x, 1).gather(1, safe[:, None]).squeeze(1)
     loss = -logp_c
     if gamma > 0:
         one_minus = (-torch.expm1(logp_c)).clamp_min(torch.finfo(x.dtype).tiny)
@@ -525,19 +529,21 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, a
     if w is not None:
         if len(w) != x.shape[1]:
             raise ValueError(f"alpha has {len(w)} class weights but the logits have C = {x.shape[1]} classes")
-        loss = w.to(device=x.device, dtype=x.dtype)[target] * loss
-    return _finite(_reduce(loss, reduction), logits)
+        loss = w.to(device=x.device, dtype=x.dtype)[safe] * loss
+    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
 
 class FocalLoss(ClassificationLoss):
     "Focal loss (Lin et al. 2017, eq. 5; γ = 2, optional per-class α, kept in the state dict)."
-    def __init__(self, gamma: float = 2.0, alpha=None, reduction: str = 'mean'):
-        super().__init__(reduction)
+    def __init__(self, gamma: float = 2.0, alpha=None, reduction: str = 'mean', weight: torch.Tensor | None = None,
+                 ignore_index: int = -100, label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        _check_dropin('the focal loss', self.weight, ignore_index, label_smoothing)
         self.gamma = _check_number('gamma', gamma, what=' (focal loss eq. 5; the paper uses 2)')
         w = _check_class_weights(alpha)
         self.register_buffer('alpha', None if w is None else w.float())
     def hparams(self): return {'gamma': self.gamma, **({'alpha': self.alpha.tolist()} if self.alpha is not None else {})}
     def forward(self, logits, target):
-        return focal_loss(logits, target, self.gamma, self.alpha, self.reduction)
+        return focal_loss(logits, target, self.gamma, self.alpha, self.reduction, **self.dropin())
 
 # %% ../nbs/02_losses.ipynb #32e749ca
 def _entropy_from_log_probs(logp: torch.Tensor) -> torch.Tensor:
@@ -554,22 +560,28 @@ def _check_maxent_gamma(gamma) -> float:
                          "tune it per dataset and the compendium could not confirm their values, so it has no default")
     return _check_number('gamma', gamma, what=' (the weight of the entropy; Dubey et al. 2018)')
 
-def max_entropy_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, reduction: str = 'mean') -> torch.Tensor:
+def max_entropy_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, reduction: str = 'mean', *,
+                     weight: torch.Tensor | None = None, ignore_index: int = -100,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
     r"Maximum-entropy loss $-\log p_c - \gamma H(p)$ (Dubey et al. 2018). γ has no default; γ = 0 is cross-entropy."
     gamma = _check_maxent_gamma(gamma)
     _check_reduction(reduction)
-    logits, target = _check_inputs(logits, target)
+    _check_dropin('the maximum-entropy loss', weight, ignore_index, label_smoothing)
+    logits, target = _check_inputs(logits, target, ignore_index)
     logp = torch.log_softmax(_float(logits), 1)                                   # one pass for both terms
-    loss = -logp.gather(1, target[:, None]).squeeze(1) - gamma * _entropy_from_log_probs(logp)
-    return _finite(_reduce(loss, reduction), logits)
+    safe = _safe_target(target, ignore_index)
+    loss = -logp.gather(1, safe[:, None]).squeeze(1) - gamma * _entropy_from_log_probs(logp)
+    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
 
 class MaxEntropyLoss(ClassificationLoss):
     "Maximum-entropy loss $-\\log p_c - \\gamma H(p)$ (Dubey et al. 2018); γ must be given."
-    def __init__(self, gamma: float | None = None, reduction: str = 'mean'):
-        super().__init__(reduction)
+    def __init__(self, gamma: float | None = None, reduction: str = 'mean', weight: torch.Tensor | None = None,
+                 ignore_index: int = -100, label_smoothing: float = 0.0):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        _check_dropin('the maximum-entropy loss', self.weight, ignore_index, label_smoothing)
         self.gamma = _check_maxent_gamma(gamma)
     def hparams(self): return {'gamma': self.gamma}
-    def forward(self, logits, target): return max_entropy_loss(logits, target, self.gamma, self.reduction)
+    def forward(self, logits, target): return max_entropy_loss(logits, target, self.gamma, self.reduction, **self.dropin())
 
 # %% ../nbs/02_losses.ipynb #bb08ab27
 def _check_features(features, name: str = 'features') -> torch.Tensor:

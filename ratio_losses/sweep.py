@@ -26,8 +26,8 @@ import yaml
 from tqdm.auto import tqdm
 
 import ratio_losses
-from .core import atomic_path
-from .train import CONFIG_KEYS, config_from_dict, read_results, run_id, write_json
+from .core import atomic_path, numeric_env
+from .train import CONFIG_KEYS, config_from_dict, read_record, read_results, run_id, write_json
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
@@ -158,35 +158,54 @@ def kernel_name() -> str:
     raise RuntimeError(f"no Jupyter kernel runs {sys.executable}; install one with "
                        f"`{sys.executable} -m ipykernel install --sys-prefix --name ratio_losses` (make setup does)")
 
+def _done(rec: dict, seconds: float, nb: Path, status: str = 'done') -> dict:
+    return {'status': 'diverged' if rec['status'] == 'diverged' else status, 'test_error': rec['final'].get('test_error'),
+            'seconds': seconds, 'notebook': str(nb)}
+
 def _execute_point(config: dict, notebook: str, kernel: str, timeout: float | None) -> dict:
-    "Worker: run one point through papermill; never raises (a failure is returned with the notebook's path)."
+    """Worker: run one point through papermill, its kernel started with the CPU kernels pinned to the point's
+    `cpu_isa` (`numeric_env`); never raises (a failure is returned with the notebook's path). A point whose record
+    exists is not executed again, and only an execution that trained the point replaces its executed notebook."""
     import papermill as pm
-    start, out = time.perf_counter(), Path(config['out_dir'])
+    start, wall, out = time.perf_counter(), time.time(), Path(config['out_dir'])
     out.mkdir(parents=True, exist_ok=True)
-    nb = out/'notebook.ipynb'
+    nb, running = out/'notebook.ipynb', out/'notebook.running.ipynb'
+    rec = read_record(out/'record.json')
+    if rec is not None: return _done(rec, 0.0, nb, 'complete')
+    pins = numeric_env(config.get('cpu_isa', 'avx2'))
+    saved = {k: os.environ.get(k) for k in pins}
+    os.environ.update(pins)                      # the kernel inherits this process's environment
     try:
-        pm.execute_notebook(notebook, str(nb), parameters=config, kernel_name=kernel, progress_bar=False,
+        pm.execute_notebook(notebook, str(running), parameters=config, kernel_name=kernel, progress_bar=False,
                             log_output=False, execution_timeout=timeout, cwd=str(out))
         rec = json.loads((out/'record.json').read_text())
-        return {'status': 'diverged' if rec['status'] == 'diverged' else 'done', 'test_error': rec['final'].get('test_error'),
-                'seconds': time.perf_counter() - start,
-                'notebook': str(nb)}
+        return _done(rec, time.perf_counter() - start, nb)
     except BaseException as e:  # papermill's execution error, a dead kernel, a timeout: report, go on
         msg = f'{getattr(e, "ename", type(e).__name__)}: {getattr(e, "evalue", e)}'
         return {'status': 'failed', 'error': msg.strip()[:2000], 'seconds': time.perf_counter() - start, 'notebook': str(nb)}
+    finally:
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+        record = out/'record.json'
+        if running.exists():   # keep an executed notebook that trained (or failed); never one that found the run done
+            if not record.exists() or record.stat().st_mtime >= wall: os.replace(running, nb)
+            else: running.unlink()
 
 def _complete_runs(table: Path) -> dict[str, Path]:
     "run_id -> directory of every run the scale's results table lists whose record is there (any preset)."
     if not table.exists(): return {}
     return {r['run_id']: Path(r['record']).parent for r in read_results(table) if r['record'] and Path(r['record']).exists()}
 
-def _reuse(source: Path, point: SweepPoint) -> dict:
-    "Copy the run in `source` into `point.run_dir` (same run id: same settings and seed); the record says where from."
+def _reuse(source: Path, point: SweepPoint) -> dict | None:
+    """Copy the run in `source` into `point.run_dir` (same run id: same settings and seed); the record says where from.
+    None (train it instead) where the source's record is damaged."""
+    rec = read_record(source/'record.json')
+    if rec is None: return None
     if point.run_dir.exists(): shutil.rmtree(point.run_dir)   # a 'new' point: at most the notebook of a failed try
     with atomic_path(point.run_dir, is_dir=True) as tmp:
         for f in ('artifacts.npz', 'notebook.ipynb', 'model.pt'):
             if (source/f).exists(): shutil.copy2(source/f, tmp/f)
-        rec = json.loads((source/'record.json').read_text())
         rec['config'].update(out_dir=str(point.run_dir), tags=point.config.get('tags', {}))
         rec['reused_from'] = str(source)
         write_json(tmp/'record.json', rec)
@@ -207,7 +226,9 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
                for p in points]
     for r in results:
         if r['status'] == 'complete':
-            rec = json.loads((r['point'].run_dir/'record.json').read_text())
+            try: rec = read_record(r['point'].run_dir/'record.json', move_corrupt=not dry_run)
+            except ValueError as e: r.update(status='damaged', error=str(e)); continue   # dry run: say so, touch nothing
+            if rec is None: r['status'] = r['point'].status(); continue       # a damaged record, moved aside: run again
             r['test_error'], r['status'] = rec['final'].get('test_error'), 'diverged' if rec['status'] == 'diverged' else 'complete'
     if dry_run:
         if print_summary: print(summary_table(results, f"{preset['name']} ({scale}): {len(points)} points, dry run"))
@@ -219,16 +240,16 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
     jobs = []
     for r in todo:
         rid = r['point'].run_id
-        if r['status'] == 'new' and rid in done: r.update(_reuse(done[rid], r['point']))
+        reused = _reuse(done[rid], r['point']) if r['status'] == 'new' and rid in done else None
+        if reused: r.update(reused)
         else: jobs.append(r)
-    threads = max(1, (os.cpu_count() or 1) // workers)
     kernel = kernel_name()
     bar = tqdm(total=len(results), initial=len(results) - len(jobs), desc=f"{preset['name']} ({scale})",
                disable=not progress)
     def finish(r, res):
         r.update(res); bar.update(1)
         if res['status'] == 'failed': tqdm.write(f"FAILED {r['point'].label}: {res['error']}\n  notebook: {res['notebook']}")
-    configs = [(r, {**r['point'].config, 'threads': r['point'].config.get('threads') or threads, 'progress': False}) for r in jobs]
+    configs = [(r, {**r['point'].config, 'progress': False}) for r in jobs]      # threads: the point's own, as set
     if workers == 1:
         for r, cfg in configs: finish(r, _execute_point(cfg, notebook, kernel, timeout))
     else:
@@ -256,4 +277,5 @@ def summary_table(results: list[dict], title: str = '') -> str:
         lines.append(f"{key:{width}}  {err:>16}  {len(errs)}/{len(rs):<3}  {','.join(states)}")
     failed = [r for r in results if r['status'] == 'failed']
     if failed: lines += [f'{len(failed)} point(s) failed; their notebooks:'] + [f"  {r['notebook']}" for r in failed]
+    lines += [f"damaged: {r['error']}" for r in results if r['status'] == 'damaged']
     return '\n'.join(lines)

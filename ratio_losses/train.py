@@ -19,6 +19,7 @@ import platform
 import random
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import ratio_losses
-from .core import ModelOutput, atomic_path, get_device, seed_everything
+from .core import (CPU_ISAS, ModelOutput, atomic_path, get_device, numerics_info, pin_numerics,
+                               seed_everything)
 from .data import (DatasetNotFoundError, TensorLoader, dataset_info, list_datasets, load_dataset,
                                load_tensors, standard_transform, stratified_subset)
 from .losses import build_objective, objective_terms
@@ -43,9 +45,9 @@ from .models import BACKBONES, HEADS, build_model
 __all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'RESULT_COLUMNS', 'RunConfig',
            'check_schedule', 'check_config', 'config_from_dict', 'config_identity', 'run_id', 'LRFactor', 'lr_factor',
            'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch', 'evaluate', 'RunData',
-           'build_data', 'save_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results',
-           'collect_results', 'git_commit', 'versions', 'distributed_context', 'fixed_test_indices', 'load_artifacts',
-           'run_training', 'fit']
+           'build_data', 'save_checkpoint', 'move_aside', 'read_record', 'load_checkpoint', 'write_json', 'result_row',
+           'append_result', 'read_results', 'collect_results', 'git_commit', 'weights_digest', 'versions',
+           'distributed_context', 'fixed_test_indices', 'load_artifacts', 'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -84,6 +86,8 @@ class RunConfig:
     channels_last: bool = True
     compile: bool = False                    # torch.compile the model
     deterministic: bool = False              # deterministic CUDA kernels (CPU kernels already are)
+    threads: int = 1                         # torch CPU threads: the order of float sums, so part of the run
+    cpu_isa: str = 'avx2'                    # CPU kernels' instruction set: 'avx2' (same bits on any x86-64), 'avx512', 'native'
     ordinal: bool | None = None              # exact and 1-off accuracy (None: from the dataset, e.g. Adience)
     softmax_images: int = 10                 # fixed test images whose softmax outputs are saved
     feature_images: int = 500                # test (and training) images whose penultimate features are saved
@@ -95,12 +99,11 @@ class RunConfig:
     resume: bool = True                      # continue from out_dir's checkpoint if there is one
     save_model: bool = True                  # final weights as model.pt
     keep_checkpoint: bool = False            # keep checkpoint.pt once the record is written
-    threads: int | None = None               # torch CPU threads (None: torch's default)
     progress: bool = True
     on_divergence: str = 'error'             # a non-finite loss: 'error' raises, 'record' ends the run with a record saying so
 
-OPERATIONAL_KEYS = ('out_dir', 'results_table', 'name', 'tags', 'resume', 'save_model', 'keep_checkpoint', 'threads',
-                    'progress', 'on_divergence')
+OPERATIONAL_KEYS = ('out_dir', 'results_table', 'name', 'tags', 'resume', 'save_model', 'keep_checkpoint', 'progress',
+                    'on_divergence')
 DIVERGENCE = ('error', 'record')
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
@@ -165,7 +168,9 @@ def check_config(config: RunConfig) -> RunConfig:
     _need(not (c.nesterov and c.momentum == 0), "nesterov=True needs momentum > 0")
     _need(isinstance(c.weight_decay, (int, float)) and c.weight_decay >= 0, f"weight_decay={c.weight_decay!r} must be >= 0")
     _need(isinstance(c.seed, int) and 0 <= c.seed < 2**32, f"seed={c.seed!r} must be an integer in [0, 2**32)")
-    _need(c.threads is None or _positive_int(c.threads), f"threads={c.threads!r} must be a positive integer or None")
+    _need(_positive_int(c.threads), f"threads={c.threads!r} must be a positive integer: the CPU threads of the run, part of "
+          "its settings since they decide the order of float sums (1 reproduces the committed records)")
+    _need(c.cpu_isa in CPU_ISAS, _choices('cpu_isa', c.cpu_isa, CPU_ISAS))
     _need(c.on_divergence in DIVERGENCE, _choices('on_divergence', c.on_divergence, DIVERGENCE))
     c.schedule = check_schedule(c.schedule)
     get_device(c.device)                                    # raises for a device this machine lacks
@@ -414,6 +419,38 @@ def save_checkpoint(path, state: dict):
     "torch.save `state` to `path` atomically."
     with atomic_path(path) as tmp: torch.save(state, tmp)
 
+def move_aside(path: Path, why: str) -> Path:
+    "Rename a damaged file to `NAME.corrupt` (`.corrupt-2`, ... if taken) and say so on stderr; returns the new path."
+    path = Path(path)
+    aside, n = path.with_name(path.name + '.corrupt'), 1
+    while aside.exists(): n += 1; aside = path.with_name(f'{path.name}.corrupt-{n}')
+    try: os.replace(path, aside)
+    except FileNotFoundError: return aside         # another process of the run moved it first
+    print(f"warning: {path} {why}; moved it to {aside.name} and the run starts over", file=sys.stderr)
+    return aside
+
+def read_record(path, move_corrupt: bool = True) -> dict | None:
+    """The JSON record at `path`, or None where there is none. One that does not parse (a copy cut short, a full
+    disk) is moved aside (`move_aside`) and None returned, so the run is trained again; with `move_corrupt=False` it
+    is a `ValueError` naming the file."""
+    path = Path(path)
+    if not path.exists(): return None
+    try: return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if not move_corrupt:
+            raise ValueError(f"{path} is not a valid record ({e}); delete it or move it aside to run the point again") from None
+        move_aside(path, f'is not a valid record ({e})')
+        return None
+
+def load_checkpoint(path) -> dict | None:
+    "The checkpoint at `path`; one that cannot be read is moved aside (`move_aside`) and None returned (start over)."
+    path = Path(path)
+    if not path.exists(): return None
+    try: return torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as e:  # a truncated zip, a pickle error, a short read: all mean the file is damaged
+        move_aside(path, f'cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:120]})')
+        return None
+
 def write_json(path, obj):
     "Write `obj` as indented JSON to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=_json_default) + '\n')
@@ -487,6 +524,19 @@ def git_commit() -> str | None:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError): return None
+
+def weights_digest(model: nn.Module) -> str:
+    "SHA-256 of a model's state dict (names, dtypes, shapes and bytes, in order): equal digests mean bitwise-equal weights."
+    h = hashlib.sha256()
+    def feed(name, v):
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode()); h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str): feed(f'{name}.{k}', v[k])
+        else: h.update(f'{name}|{v!r}|'.encode())          # extra state: a step count, a flag
+    for name, v in model.state_dict().items(): feed(name, v)
+    return h.hexdigest()
 
 def versions() -> dict:
     "Versions of what a result depends on (torchvision's from its package metadata: importing it costs ≈1.5 s)."
@@ -573,6 +623,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     if isinstance(config, dict): config = config_from_dict({**config, **overrides})
     else: config = check_config(dataclasses.replace(config, **overrides))
     c, t0 = config, time.perf_counter()
+    pin_numerics(c.cpu_isa)                     # before this process computes anything (see core: numerics)
     rank, world, device = distributed_context(c.device)
     temporary = not c.out_dir
     out = Path(c.out_dir) if c.out_dir else Path(tempfile.mkdtemp(prefix='ratio_losses-run-'))
@@ -581,23 +632,22 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     table = Path(c.results_table) if c.results_table else (out if temporary else out.parent)/'results.csv'
     ident, rid = config_identity(c), run_id(c)
     record_path, ckpt_path = out/'record.json', out/'checkpoint.pt'
-    if record_path.exists():
-        old = json.loads(record_path.read_text())
+    old = read_record(record_path)
+    if old is not None:
         if config_identity(old['config']) == ident:
             _log(f"{out}: {old['status']} already; not trained again", rank)
             return old
         raise ValueError(f"out_dir={str(out)!r} holds the record of a run with other settings: "
                          f"{'; '.join(_differences(config_identity(old['config']), ident))}. Use another out_dir")
     ckpt = None
-    if ckpt_path.exists():
-        if not c.resume: ckpt_path.unlink()
-        else:
-            ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=False)
-            if ckpt['identity'] != ident:
-                raise ValueError(f"out_dir={str(out)!r} holds a checkpoint of a run with other settings: "
-                                 f"{'; '.join(_differences(ckpt['identity'], ident))}. Use another out_dir, or "
-                                 "resume=False to start this run over")
-    if c.threads: torch.set_num_threads(c.threads)
+    if ckpt_path.exists() and not c.resume: ckpt_path.unlink()
+    elif ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt is not None and ckpt['identity'] != ident:
+            raise ValueError(f"out_dir={str(out)!r} holds a checkpoint of a run with other settings: "
+                             f"{'; '.join(_differences(ckpt['identity'], ident))}. Use another out_dir, or "
+                             "resume=False to start this run over")
+    torch.set_num_threads(c.threads)
     if c.deterministic:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     elif device.type == 'cuda': torch.backends.cudnn.benchmark = True
@@ -679,6 +729,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                 with atomic_path(out/'model.pt') as tmp: torch.save(model.state_dict(), tmp)
             final = {k: v for k, v in history[-1].items() if k not in ('epoch', 'iteration', 'lr', 'seconds')}
         else: final = {}                                       # no final metrics: the model is not finite
+        numerics = numerics_info(device)
         record = {'run_id': rid, 'name': c.name or out.name, 'status': 'diverged' if diverged else 'complete',
                   'diverged': diverged, 'config': dataclasses.asdict(c),
                   'seed': c.seed, 'epochs': epochs, 'iterations': total_steps, 'steps_per_epoch': steps_per_epoch,
@@ -686,8 +737,9 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                   'ordinal': ordinal, 'history': history, 'final': final,
                   'wall_seconds': wall_before + time.perf_counter() - t0,
                   'train_seconds': sum(h['seconds'] for h in history), 'resumed_after_epoch': resumed_at,
-                  'device': str(device), 'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine(),
-                  'threads': torch.get_num_threads(), 'world_size': world, 'host': socket.gethostname(),
+                  'device': str(device), 'device_name': numerics.get('gpu', numerics['cpu_model']),
+                  'threads': torch.get_num_threads(), 'numerics': numerics, 'weights_sha256': weights_digest(model),
+                  'world_size': world, 'host': socket.gethostname(),
                   'versions': versions(), 'git_commit': git_commit(),
                   'finished_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
                   'artifacts': None if diverged else 'artifacts.npz', 'model': 'model.pt' if c.save_model and not diverged else None}

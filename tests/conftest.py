@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+# Pin this process's CPU kernels before torch first computes, as `ratio-losses` and sweeps do for theirs, so that runs
+# with the default cpu_isa='avx2' can start here (see ratio_losses.core: numerics).
+os.environ.update({'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_CBWR': 'AVX2'})
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests/layouts.py
 
 
