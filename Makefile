@@ -34,7 +34,7 @@ help:
 	@echo "make figures     the papers' figures and tables from the stored runs (nbs/analysis/ -> figures/)"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
-	@echo "make bench       benchmarks/ (data pipeline, losses, trainer)"
+	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, the cost of pinned CPU kernels)"
 	@echo "make setup       only create .venv and fetch the offline data"
 
 ## --- setup ---------------------------------------------------------------------------------------
@@ -49,15 +49,18 @@ $(STAMP): settings.ini setup.py
 
 venv: $(STAMP)
 
-# Fashion-MNIST from Debian's package where apt is available (read in place, unpacked into the cache).
+# Fashion-MNIST from Debian's package where apt is available (read in place, unpacked into the cache). Another apt or
+# dpkg holding its lock (an unattended upgrade) is waited for, up to APT_LOCK_WAIT seconds, instead of failing at once.
+APT_LOCK_WAIT ?= 600
+APT_WAIT := -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)
 data:
 	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
 	  echo "Fashion-MNIST: $(FASHION_MNIST_DIR)"; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 	  echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { \
-	    $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  $(SUDO) apt-get $(APT_WAIT) install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { \
+	    $(SUDO) apt-get $(APT_WAIT) update -q >/dev/null && $(SUDO) apt-get $(APT_WAIT) install -y -q dataset-fashion-mnist >/dev/null; } \
 	  || { echo "error: could not install dataset-fashion-mnist with apt-get (root or passwordless sudo needed)"; exit 1; }; \
 	else \
 	  echo "warning: no apt-get here. Put the four Fashion-MNIST .gz files in a folder and set RATIO_LOSSES_DATA to it."; \
@@ -127,11 +130,13 @@ check-export: $(STAMP)
 # One worker: torch on 2 cores gains nothing from running notebooks side by side. Cells marked `#| slow` are
 # skipped here; `make nbdev-test-slow` runs them too.
 # nbs/analysis/ is left to pytest (tests/test_analysis.py), which runs those notebooks on one shared set of tiny runs.
+# The notebooks' own checks run with the CPU kernels pinned as `ratio-losses` and sweeps pin them (cpu_isa avx2).
+PIN_AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2
 nbdev-test: $(STAMP) data
-	$(BIN)/nbdev_test --n_workers 1 --timing --skip_folder_re '^([_.]|analysis$$)'
+	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 1 --timing --skip_folder_re '^([_.]|analysis$$)'
 
 nbdev-test-slow: $(STAMP) data
-	$(BIN)/nbdev_test --n_workers 1 --timing --flags slow --skip_folder_re '^([_.]|analysis$$)'
+	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 1 --timing --flags slow --skip_folder_re '^([_.]|analysis$$)'
 
 pytest: $(STAMP) data
 	$(PY) -m pytest tests
@@ -140,6 +145,7 @@ bench: setup
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/losses.py
 	$(PY) benchmarks/trainer.py
+	$(PY) benchmarks/numerics.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,13 +5,21 @@ loss back to back with torch.utils.benchmark; the table gives the median over ro
 that drifts of a shared machine hit both sides of a ratio alike. `checks on` is the default behaviour (target range
 and finite logits verified on every call, one device sync); `checks off` is inside `validation(False)`.
 
-    python benchmarks/losses.py [--rounds 7] [--min-time 0.2] [--device cpu] [--quick]
+    python benchmarks/losses.py [--rounds 7] [--min-time 0.2] [--device cpu] [--quick] [--against REV]
+
+`--against REV` also times NLLR, CRL, CCE and GCE as commit REV wrote them (its `losses.py` and `core.py`, read
+with git into a temporary package), in the same rounds: a before/after measured in one run.
 
 Targets (issue "losses"): CRL and NLLR <= 1.3x, CCE and GCE <= 2x.
 """
 import argparse
+import importlib
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +51,19 @@ FEATURE_LOSSES = {
 }
 
 
+def losses_at(rev: str):
+    "The `ratio_losses.losses` module of commit `rev`, imported from a temporary copy (its core.py beside it)."
+    root = Path(__file__).resolve().parents[1]
+    pkg = Path(tempfile.mkdtemp())/'ratio_losses_at_rev'
+    pkg.mkdir()
+    for f in ('__init__.py', 'core.py', 'losses.py'):
+        text = subprocess.run(['git', '-C', str(root), 'show', f'{rev}:ratio_losses/{f}'], capture_output=True, text=True)
+        if text.returncode: raise SystemExit(f'--against {rev}: {text.stderr.strip()}')
+        (pkg/f).write_text(text.stdout)
+    sys.path.insert(0, str(pkg.parent))
+    return importlib.import_module('ratio_losses_at_rev.losses')
+
+
 def time_us(fn, x, t, min_time):
     stmt = 'x.grad = None; fn(x, t).backward()'
     return benchmark.Timer(stmt, globals=dict(fn=fn, x=x, t=t)).blocked_autorange(min_run_time=min_time).median * 1e6
@@ -68,13 +89,20 @@ def main():
     p.add_argument('--min-time', type=float, default=0.2, help='seconds per timing')
     p.add_argument('--device', default='cpu')
     p.add_argument('--quick', action='store_true', help='one short round: a smoke run, not a measurement')
+    p.add_argument('--against', metavar='REV', help='also time the paper losses as commit REV wrote them')
     args = p.parse_args()
+    old = losses_at(args.against) if args.against else None
+    before = {} if old is None else {
+        'nllr_loss': old.nllr_loss, 'competing_ratio_loss': old.competing_ratio_loss,
+        'categorical_cross_entropy': old.categorical_cross_entropy,
+        'gradient_boosting_cross_entropy k=15': lambda x, t: old.gradient_boosting_cross_entropy(x, t, 15)}
     rounds, min_time = (1, 0.02) if args.quick else (args.rounds, args.min_time)
     device = get_device(args.device)
     sizes = (10, 100, 1000)
     print(f'B = 256, float32, device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, '
           f'Python {platform.python_version()}; median of {rounds} rounds')
     ratios = {(name, checks, C): [] for name in LOSSES for checks in (True, False) for C in sizes}
+    before_ratios = {(name, C): [] for name in before for C in sizes}
     base_us = {C: [] for C in sizes}
     for C in sizes:
         g = torch.Generator().manual_seed(C)
@@ -87,6 +115,8 @@ def main():
                 for checks in (True, False):
                     with L.validation(checks):
                         ratios[name, checks, C].append(time_us(fn, x, t, min_time) / base)
+            for name, fn in before.items():
+                before_ratios[name, C].append(time_us(fn, x, t, min_time) / base)
     print(f"\n{'':40}" + ''.join(f'{f"C={C}":>10}' for C in sizes) + '    target')
     print(f"{'F.cross_entropy (µs, median)':40}" + ''.join(f'{statistics.median(base_us[C]):10.0f}' for C in sizes))
     for checks in (True, False):
@@ -95,6 +125,11 @@ def main():
             r = [statistics.median(ratios[name, checks, C]) for C in sizes]
             verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + ','.join(str(C) for C, v in zip(sizes, r) if v > target)}"
             print(f'  {name:38}' + ''.join(f'{v:9.2f}×' for v in r) + verdict)
+    if before:
+        print(f"× F.cross_entropy, checks on: as commit {args.against} wrote them (same rounds) -> now")
+        for name in before:
+            print(f'  {name:38}' + ''.join(f"{statistics.median(before_ratios[name, C]):6.2f}× ->{statistics.median(ratios[name, True, C]):5.2f}×"
+                                           for C in sizes))
     feature_ratios = {(name, C): [] for name in list(FEATURE_LOSSES) + ['mutual_channel_loss xi=3 (+ CE)'] for C in sizes}
     for C in sizes:
         g = torch.Generator().manual_seed(C)

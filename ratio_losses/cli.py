@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 import ratio_losses
+from .core import CPU_ISAS, pin_numerics, yaml_load
 from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
 from .models import BACKBONES, HEADS
 from .train import CONFIG_KEYS, RunConfig, config_from_dict, run_id, run_training, versions
@@ -24,29 +24,35 @@ __all__ = ['parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
 _FLAGS = {'dataset': str, 'root': str, 'backbone': str, 'head': str, 'epochs': int, 'iterations': int, 'batch_size': int,
-          'lr': float, 'subset': int, 'crop_padding': int, 'seed': int, 'device': str, 'amp': str, 'out_dir': str}
+          'lr': float, 'subset': int, 'crop_padding': int, 'seed': int, 'device': str, 'amp': str, 'out_dir': str,
+          'threads': int, 'cpu_isa': str}
 
-def _config_from_args(args) -> RunConfig:
+def _raw_config(args) -> dict:
+    "The run-config keys the arguments give, merged in order (--config, --set, flags), not yet checked."
     config: dict = {'dataset': 'fashion_mnist', 'epochs': 1, 'batch_size': 128}
     if args.config:
         path = Path(args.config)
         if not path.is_file(): raise ValueError(f"--config {args.config}: no such file")
-        try: loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e: raise ValueError(f"--config {args.config} does not parse: {e}") from None
+        loaded = yaml_load(path.read_text(), f'--config {args.config}')
         if not isinstance(loaded, dict): raise ValueError(f"--config {args.config} must hold a mapping of run-config keys")
         config.update(loaded)
     for item in args.set or []:
         key, sep, value = item.partition('=')
         if not sep: raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set lr=0.1")
-        config[key.strip()] = yaml.safe_load(value)
+        config[key.strip()] = yaml_load(value, f'--set {item}')
     for key in _FLAGS:
         if getattr(args, key, None) is not None: config[key] = getattr(args, key)
-    if args.objective is not None: config['objective'] = yaml.safe_load(args.objective)
+    if args.objective is not None: config['objective'] = yaml_load(args.objective, f'--objective {args.objective}')
     if args.iterations is not None and args.epochs is None: config['epochs'] = None
     if args.hflip: config['hflip'] = True
     if args.no_channels_last: config['channels_last'] = False
     if args.no_progress: config['progress'] = False
-    c = config_from_dict(config)
+    return config
+
+def _config_from_args(args) -> RunConfig:
+    raw = _raw_config(args)
+    pin_numerics(raw.get('cpu_isa', RunConfig.cpu_isa))   # before anything computes, config checks included
+    c = config_from_dict(raw)
     if c.out_dir is None: c.out_dir = str(Path('runs')/'train'/f'{c.dataset}-{run_id(c)}')
     return c
 
@@ -60,7 +66,7 @@ def _train(args) -> int:
               f"{f'{c.epochs} epoch(s)' if c.epochs else f'{c.iterations} iterations'}, batch {c.batch_size}, lr {c.lr}, "
               f"seed {c.seed} | out_dir {c.out_dir}")
     try: record = run_training(c)
-    except DatasetNotFoundError as e:
+    except (DatasetNotFoundError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr); return 1
     if record is not None:
         f = record['final']
@@ -71,17 +77,24 @@ def _train(args) -> int:
 
 # %% ../nbs/07_cli.ipynb #72b2b9d9
 def _sweep(args) -> int:
-    from ratio_losses.sweep import expand_sweep, load_preset, run_sweep
+    from ratio_losses.sweep import check_runs_root, expand_sweep, load_preset, preflight_points, run_sweep, select_points
     presets = [load_preset(p) for p in args.configs]
     if len(presets) > 1:   # a preset without this scale (CRL Table VII has no cpu scale) is skipped, with a note
         for p in [p for p in presets if args.scale not in (p.get('scales') or {args.scale: {}})]:
             print(f"{p['name']}: no {args.scale} scale; skipped ({(p.get('description') or '').strip()[:120]})")
         presets = [p for p in presets if args.scale in (p.get('scales') or {args.scale: {}})]
-    for p in presets: expand_sweep(p, args.scale, args.runs_root)   # every point checked before the first one runs
+    # every point is checked before the first one runs: its config, then (unless a dry run) this machine's data for it
+    chosen = {p['name']: select_points(expand_sweep(p, args.scale, args.runs_root), args.only) for p in presets}
+    if not any(chosen.values()):
+        raise ValueError(f"--only {args.only!r} matches no point of {', '.join(chosen)}; see their labels with --dry-run")
+    presets = [p for p in presets if chosen[p['name']]]
+    if not args.dry_run:
+        check_runs_root(args.runs_root)
+        preflight_points([pt for pts in chosen.values() for pt in pts if pt.status() != 'complete'])
     failed = 0
     for p in presets:
         res = run_sweep(p, args.scale, workers=args.workers, runs_root=args.runs_root, dry_run=args.dry_run,
-                        only=args.only, timeout=args.timeout, progress=not args.no_progress)
+                        only=args.only, timeout=args.timeout, progress=not args.no_progress, check=False)
         failed += sum(r['status'] == 'failed' for r in res)
         print()
     if not args.dry_run: print(f"results: {Path(args.runs_root)/args.scale/'results.csv'} (one row per run); "
@@ -126,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument('--seed', type=int)
     t.add_argument('--device', help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     t.add_argument('--amp', choices=['none', 'bf16', 'fp16'])
+    t.add_argument('--threads', type=_positive_int, help='CPU threads (part of the run: default 1, as the committed records)')
+    t.add_argument('--cpu-isa', choices=CPU_ISAS, help="CPU kernels: avx2 (default: the same bits on any x86-64), avx512, native")
     t.add_argument('--out-dir', help='folder of the run (default: runs/train/DATASET-RUNID)')
     t.add_argument('--no-channels-last', action='store_true', help='keep the NCHW layout')
     t.add_argument('--no-progress', action='store_true', help='no progress bars')

@@ -11,6 +11,7 @@ import os
 import platform
 import types
 import random
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, fields
@@ -19,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import yaml
 
 # %% auto #0
 __all__ = ['CPU_ISAS', 'ModelOutput', 'GeneratorState', 'half_sq_distances', 'get_device', 'seed_everything', 'numeric_env',
-           'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'LazyModule']
+           'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'LazyModule', 'yaml_load']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -188,3 +190,19 @@ class LazyModule(types.ModuleType):
     def __getattr__(self, attr):
         return getattr(importlib.import_module(self.__name__), attr)
     def __repr__(self): return f"<lazy module {self.__name__!r}>"
+
+# %% ../nbs/00_core.ipynb #7470d719
+class _Yaml12Loader(yaml.SafeLoader):
+    "PyYAML's safe loader with YAML 1.2's floats: `1e-3`, `5E4` are numbers, not strings."
+_Yaml12Loader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)|[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+(?:[eE][-+]?[0-9]+)?'
+               r'|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$'), list('-+0123456789.'))
+
+def yaml_load(text: str, what: str = 'the YAML'):
+    "Parse `text` (YAML, so JSON too) with YAML 1.2 numbers; an error names `what` and where it failed."
+    try: return yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError as e:
+        where = getattr(e, 'problem_mark', None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ''
+        raise ValueError(f"{what} does not parse as YAML/JSON{at}: {getattr(e, 'problem', None) or e}") from None

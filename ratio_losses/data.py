@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import zlib
 import hashlib
 import inspect
 import math
@@ -198,7 +199,11 @@ def _idx_present(path: Path) -> bool:
 def read_idx(path: str | Path) -> torch.Tensor:
     "The unsigned-byte array stored in IDX file `path` (plain or gzipped) as a uint8 tensor of its shape."
     path = Path(path)
-    with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: data = f.read()
+    try:
+        with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a complete gzip file ({e}): the download or copy was cut short; delete it "
+                         "and fetch it again (Debian: apt-get install --reinstall dataset-fashion-mnist)") from None
     if len(data) < 4 or data[:2] != b'\0\0' or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (its header is {data[:4]!r}; "
                          "expected two zero bytes, 0x08, the number of dimensions)")
@@ -612,7 +617,8 @@ def stratified_subset(labels: torch.Tensor, size: int | float, seed: int = 0) ->
         if not 0 < size <= 1: raise ValueError(f"size={size!r} as a fraction must be in (0, 1]")
         size = max(1, round(size * n))
     if not isinstance(size, int) or size < 1: raise ValueError(f"size={size!r} must be a positive int or a fraction in (0, 1]")
-    if size >= n: return torch.arange(n)
+    if size > n: raise ValueError(f"size={size} is larger than the set itself ({n} images); use at most {n}, or a fraction")
+    if size == n: return torch.arange(n)
     k = len(torch.unique(labels))
     if size < k: raise ValueError(f"size={size} is smaller than the number of classes ({k}); a stratified subset needs one per class")
     idx, _ = train_test_split(np.arange(n), train_size=size, stratify=labels.cpu().numpy(), random_state=seed)

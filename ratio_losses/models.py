@@ -19,9 +19,9 @@ torchvision = LazyModule('torchvision')   # imported when a torchvision ResNet i
 # %% auto #0
 __all__ = ['torchvision', 'VGG_CONFIGS', 'BACKBONES', 'HEADS', 'Backbone', 'Classifier', 'conv_bn_relu', 'small_cnn',
            'PreActBlock', 'PreActBottleneck', 'resnet_k', 'preact_resnet164', 'cifar_resnet', 'WideBlock',
-           'wide_resnet', 'vgg_bn', 'msl_vgg16', 'nllr_shallow', 'pretrained_file', 'imagenet_resnet', 'LinearHead',
-           'MarginHead', 'GaussianMixtureHead', 'SEAttentionHead', 'MultiExitHead', 'DiversificationBlock', 'CAMHead',
-           'build_model', 'count_parameters', 'five_crop_logits']
+           'wide_resnet', 'vgg_bn', 'msl_vgg16', 'nllr_shallow', 'pretrained_file', 'pretrained_path',
+           'imagenet_resnet', 'LinearHead', 'MarginHead', 'GaussianMixtureHead', 'SEAttentionHead', 'MultiExitHead',
+           'DiversificationBlock', 'CAMHead', 'build_model', 'count_parameters', 'five_crop_logits']
 
 # %% ../nbs/03_models.ipynb #d28bebe6
 class Backbone(nn.Module):
@@ -197,18 +197,22 @@ def pretrained_file(depth: int) -> Path:
     weights = getattr(torchvision.models, _TORCHVISION_RESNETS[depth]).IMAGENET1K_V1
     return Path(torch.hub.get_dir())/'checkpoints'/weights.url.rsplit('/', 1)[-1]
 
+def pretrained_path(depth: int, pretrained: bool | str) -> Path:
+    "The weights file `pretrained` names (True: the torch cache's); a `FileNotFoundError` that says how to get it if absent."
+    path = pretrained_file(depth) if pretrained is True else Path(pretrained).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained ResNet-{depth} weights not found: expected {path}. Nothing is downloaded; on a machine with "
+            f"network run torchvision.models.resnet{depth}(weights='IMAGENET1K_V1') once and copy {path.name} there, "
+            "or pass pretrained='<file>'")
+    return path
+
 def imagenet_resnet(depth: int = 50, in_channels: int = 3, pretrained: bool | str = False) -> Backbone:
     "torchvision's ResNet-18/34/50/101/152; `pretrained`: False, True (the torch cache) or a file path. Never downloads."
     if depth not in _TORCHVISION_RESNETS: raise ValueError(f"depth={depth!r}: valid choices 18, 34, 50, 101, 152")
     net = getattr(torchvision.models, f'resnet{depth}')(weights=None)
     if pretrained:
-        path = pretrained_file(depth) if pretrained is True else Path(pretrained).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"pretrained ResNet-{depth} weights not found: expected {path}. Nothing is downloaded; on a machine with "
-                f"network run torchvision.models.resnet{depth}(weights='IMAGENET1K_V1') once and copy {path.name} there, "
-                "or pass pretrained='<file>'")
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = torch.load(pretrained_path(depth, pretrained), map_location='cpu', weights_only=True)
         net.load_state_dict(state)
     if in_channels != 3:
         conv = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)

@@ -16,6 +16,7 @@ import re
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -26,12 +27,12 @@ import yaml
 from tqdm.auto import tqdm
 
 import ratio_losses
-from .core import atomic_path, numeric_env
-from .train import CONFIG_KEYS, config_from_dict, read_record, read_results, run_id, write_json
+from .core import atomic_path, numeric_env, yaml_load
+from .train import CONFIG_KEYS, config_from_dict, preflight, read_record, read_results, run_id, write_json
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
-           'kernel_name', 'run_sweep', 'summary_table']
+           'kernel_name', 'select_points', 'check_runs_root', 'preflight_points', 'run_sweep', 'summary_table']
 
 # %% ../nbs/05_sweep.ipynb #e1caafcc
 PRESET_KEYS = ('name', 'title', 'paper', 'tables', 'description', 'reference', 'fixed', 'grid', 'seeds', 'scales', 'notes')
@@ -44,10 +45,14 @@ def load_preset(source) -> dict:
     path = None
     if isinstance(source, dict): preset = copy.deepcopy(source)
     else:
-        text, path = (Path(source).read_text(), Path(source)) if Path(str(source)).suffix in ('.yaml', '.yml') else (source, None)
-        try: preset = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path or 'the sweep YAML'} does not parse: {e}") from None
+        if Path(str(source)).suffix in ('.yaml', '.yml'):
+            path = Path(source)
+            if not path.is_file():
+                raise ValueError(f"preset file {path} does not exist; the presets are in configs/ "
+                                 f"({', '.join(p.stem for p in sorted(Path('configs').glob('*.yaml'))[:4])}, ...)")
+            text = path.read_text()
+        else: text = source
+        preset = yaml_load(text, str(path or 'the sweep YAML'))
     where = str(path) if path else 'the preset'
     if not isinstance(preset, dict): raise ValueError(f"{where} must be a YAML mapping with keys {', '.join(PRESET_KEYS)}")
     unknown = sorted(set(preset) - set(PRESET_KEYS))
@@ -118,6 +123,9 @@ def expand_sweep(preset, scale: str = 'cpu', runs_root='runs') -> list[SweepPoin
     fixed = _merge(preset.get('fixed') or {}, section.get('fixed') or {})
     grid = section['grid'] if 'grid' in section else preset.get('grid')
     seeds = section.get('seeds', preset.get('seeds', [fixed.get('seed', 0)]))
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"preset {preset['name']!r} ({scale}): seeds={seeds!r} must be a non-empty list of integers, "
+                         "e.g. seeds: [0, 1, 2]")
     points, seen = [], set()
     for g in _grids(grid):
         keys = list(g)
@@ -212,13 +220,49 @@ def _reuse(source: Path, point: SweepPoint) -> dict | None:
     return {'status': 'reused', 'test_error': rec['final'].get('test_error'), 'seconds': 0.0,
             'notebook': str(point.run_dir/'notebook.ipynb')}
 
+def select_points(points: list[SweepPoint], only: str | None) -> list[SweepPoint]:
+    "The points whose label matches the regular expression `only` (all if None); a bad pattern is a `ValueError`."
+    if not only: return points
+    try: pattern = re.compile(only)
+    except re.error as e: raise ValueError(f"only={only!r} is not a regular expression ({e})") from None
+    return [p for p in points if pattern.search(p.label)]
+
+def check_runs_root(runs_root) -> Path:
+    "`runs_root` made if missing and shown writable, or a `ValueError` that names it."
+    root = Path(runs_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root): pass
+    except OSError as e:
+        raise ValueError(f"runs_root={str(root)!r} is not writable ({e.strerror}); choose another --runs-root") from None
+    return root
+
+def preflight_points(points: list[SweepPoint]) -> None:
+    """`train.preflight` of every distinct data setup among `points` (weights, dataset files, subset and batch sizes,
+    labels), so a point that cannot run fails here, before any kernel starts; the error names the point."""
+    seen = set()
+    for p in points:
+        c = p.config
+        key = json.dumps([c[k] for k in ('dataset', 'root', 'dataset_options', 'subset', 'test_subset', 'batch_size',
+                                        'image_size', 'backbone', 'backbone_options')] + [c['seed'] if c['subset'] else None],
+                         sort_keys=True, default=str)
+        if key in seen: continue
+        seen.add(key)
+        try: preflight(c)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"preset {p.sweep!r} ({p.scale}), point {p.label}: {e}") from None
+
 def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs', dry_run: bool = False,
               only: str | None = None, notebook=None, timeout: float | None = None, progress: bool = True,
-              print_summary: bool = True) -> list[dict]:
-    "Run the points of `preset` at `scale` (see above); returns one result per point: point, status, test error, paths."
+              print_summary: bool = True, check: bool = True) -> list[dict]:
+    """Run the points of `preset` at `scale` (see above); returns one result per point: point, status, test error, paths.
+    With `check` (the default), `preflight_points` checks the points to train before any kernel starts."""
     preset = load_preset(preset)
     points = expand_sweep(preset, scale, runs_root)
-    if only: points = [p for p in points if re.search(only, p.label)]
+    points = select_points(points, only)
+    if not points:
+        raise ValueError(f"only={only!r} matches none of the points of preset {preset['name']!r} ({scale}); "
+                         "see their labels with --dry-run")
     if not isinstance(workers, int) or workers < 1: raise ValueError(f"workers={workers!r} must be a positive integer")
     notebook = str(notebook or EXPERIMENT_NOTEBOOK)
     if not Path(notebook).is_file(): raise ValueError(f"notebook={notebook!r} does not exist")
@@ -233,6 +277,7 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
     if dry_run:
         if print_summary: print(summary_table(results, f"{preset['name']} ({scale}): {len(points)} points, dry run"))
         return results
+    check_runs_root(runs_root)
     todo = [r for r in results if r['status'] not in ('complete', 'diverged')]
     # A run of another preset at this scale with the same run id (settings and seed) is copied, not trained again.
     # (expand_sweep already drops a run listed twice in one preset.)
@@ -243,6 +288,7 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
         reused = _reuse(done[rid], r['point']) if r['status'] == 'new' and rid in done else None
         if reused: r.update(reused)
         else: jobs.append(r)
+    if check: preflight_points([r['point'] for r in jobs])
     kernel = kernel_name()
     bar = tqdm(total=len(results), initial=len(results) - len(jobs), desc=f"{preset['name']} ({scale})",
                disable=not progress)

@@ -17,11 +17,13 @@ import math
 import os
 import platform
 import random
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,15 +41,16 @@ from .core import (CPU_ISAS, ModelOutput, atomic_path, get_device, numerics_info
 from .data import (DatasetNotFoundError, TensorLoader, dataset_info, list_datasets, load_dataset,
                                load_tensors, standard_transform, stratified_subset)
 from .losses import build_objective, objective_terms
-from .models import BACKBONES, HEADS, build_model
+from .models import BACKBONES, HEADS, build_model, pretrained_path
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'RESULT_COLUMNS', 'RunConfig',
-           'check_schedule', 'check_config', 'config_from_dict', 'config_identity', 'run_id', 'LRFactor', 'lr_factor',
-           'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch', 'evaluate', 'RunData',
-           'build_data', 'save_checkpoint', 'move_aside', 'read_record', 'load_checkpoint', 'write_json', 'result_row',
-           'append_result', 'read_results', 'collect_results', 'git_commit', 'weights_digest', 'versions',
-           'distributed_context', 'fixed_test_indices', 'load_artifacts', 'run_training', 'fit']
+           'check_schedule', 'check_pairing', 'check_config', 'config_from_dict', 'config_identity', 'run_id',
+           'LRFactor', 'lr_factor', 'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch',
+           'evaluate', 'RunData', 'preflight', 'build_data', 'save_checkpoint', 'move_aside', 'read_record',
+           'load_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results', 'collect_results',
+           'git_commit', 'weights_digest', 'versions', 'distributed_context', 'fixed_test_indices', 'load_artifacts',
+           'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -127,19 +130,51 @@ def check_schedule(schedule: dict) -> dict:
     extra = set(s) - allowed
     _need(not extra, f"schedule {name!r} takes {', '.join(sorted(allowed - {'name'})) or 'no options'}; "
                      f"unknown: {', '.join(sorted(extra))}")
-    if 'gamma' in allowed: s.setdefault('gamma', 0.1); _need(0 < s['gamma'] <= 1, f"schedule.gamma={s['gamma']!r} must be in (0, 1]")
+    if 'gamma' in allowed:
+        s.setdefault('gamma', 0.1)
+        _need(_number(s['gamma']) and 0 < s['gamma'] <= 1, f"schedule.gamma={s['gamma']!r} must be a number in (0, 1]")
     if name == 'multistep':
         s.setdefault('milestones', [0.5, 0.75])
-        _need(all(0 < m < 1 for m in s['milestones']), f"schedule.milestones={s['milestones']!r} are fractions of training, in (0, 1)")
+        _need(isinstance(s['milestones'], list) and all(_number(m) and 0 < m < 1 for m in s['milestones']),
+              f"schedule.milestones={s['milestones']!r} must be a list of fractions of training, in (0, 1), e.g. [0.5, 0.75]")
     if name == 'step':
-        _need('epochs' in s and all(_positive_int(e) for e in s['epochs']),
+        _need(isinstance(s.get('epochs'), list) and all(_positive_int(e) for e in s['epochs']),
               "schedule 'step' needs epochs: a list of epochs at which the rate is multiplied by gamma, e.g. [30, 60]")
     if name == 'every':
         _need(('epochs' in s) != ('iterations' in s), "schedule 'every' needs exactly one of epochs: N or iterations: N")
         _need(_positive_int(s.get('epochs', s.get('iterations'))), f"schedule 'every' period must be a positive integer; got {s!r}")
     if name == 'cosine':
-        s.setdefault('eta_min', 0.0); _need(s['eta_min'] >= 0, f"schedule.eta_min={s['eta_min']!r} must be >= 0")
+        s.setdefault('eta_min', 0.0)
+        _need(_number(s['eta_min']) and s['eta_min'] >= 0, f"schedule.eta_min={s['eta_min']!r} must be a number >= 0")
     return s
+
+def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def check_pairing(head: str, head_options: dict, objective, num_classes: int | None = None) -> None:
+    """Raise a `ValueError` naming the head to use where an objective term reads what `head` does not give (or gives in
+    another sense); warn where GCE's k keeps every negative (then it is plain cross-entropy)."""
+    terms = objective_terms(objective)
+    normalize = bool(head_options.get('normalize', False))
+    need = {'cc': ('se_attention', None, "the channel-attention vectors of the SE head"),
+            'lsoftmax': ('margin', False, "the last layer's class vectors as they are (the 'margin' head, normalize false)"),
+            'asoftmax': ('margin', True, "normalised class vectors (the 'margin' head with head_options {normalize: true})"),
+            'lgm': ('gaussian_mixture', None, "class means (the 'gaussian_mixture' head)")}
+    for name, (want, norm, what) in need.items():
+        if name in terms and (head != want or (norm is not None and normalize != norm)):
+            got = f"head={head!r}" + (f" with normalize={normalize}" if head == 'margin' else '')
+            raise ValueError(f"objective {name!r} reads {what}, but the config has {got}: set head: {want}"
+                             + ("" if norm is None else f" and head_options: {{normalize: {str(norm).lower()}}}"))
+    if 'mc' in terms:
+        xi = (terms['mc'] or {}).get('channels_per_class', 3)
+        if head != 'linear' or head_options.get('channels_per_class') != xi:
+            raise ValueError(f"objective 'mc' reads ξ·C class-aligned feature maps: set head: linear and head_options: "
+                             f"{{channels_per_class: {xi}}} (the objective's channels_per_class; now head={head!r}, "
+                             f"head_options={head_options!r})")
+    if 'gce' in terms and num_classes:
+        k = (terms['gce'] or {}).get('k', 15)
+        if isinstance(k, int) and k >= num_classes - 1:
+            warnings.warn(f"GCE with k={k} and {num_classes} classes keeps all {num_classes - 1} negatives: it is plain "
+                          f"cross-entropy. Choose k < {num_classes - 1} (fine-grained eq. 10) to compare with CE", stacklevel=3)
 
 def check_config(config: RunConfig) -> RunConfig:
     "Raise a `ValueError` naming the key and the valid values for anything wrong in `config`; returns it."
@@ -151,6 +186,7 @@ def check_config(config: RunConfig) -> RunConfig:
         _need(isinstance(getattr(c, k), dict), f"{k}={getattr(c, k)!r} must be a dict")
     try: build_objective(c.objective)
     except (ValueError, TypeError) as e: raise ValueError(f"objective={c.objective!r}: {e}") from None
+    check_pairing(c.head, c.head_options, c.objective, dataset_info(c.dataset).num_classes)
     _need(c.init in INITS, _choices('init', c.init, INITS))
     _need(c.amp in AMP_DTYPES, _choices('amp', c.amp, list(AMP_DTYPES)))
     _need((c.epochs is None) != (c.iterations is None), f"give exactly one of epochs and iterations; got epochs={c.epochs!r}, "
@@ -163,10 +199,10 @@ def check_config(config: RunConfig) -> RunConfig:
     for k in ('softmax_images', 'feature_images', 'crop_padding'):
         v = getattr(c, k)
         _need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{k}={v!r} must be an integer >= 0")
-    _need(isinstance(c.lr, (int, float)) and c.lr > 0, f"lr={c.lr!r} must be a number > 0")
-    _need(isinstance(c.momentum, (int, float)) and 0 <= c.momentum < 1, f"momentum={c.momentum!r} must be in [0, 1)")
+    _need(_number(c.lr) and c.lr > 0, f"lr={c.lr!r} must be a number > 0")
+    _need(_number(c.momentum) and 0 <= c.momentum < 1, f"momentum={c.momentum!r} must be a number in [0, 1)")
     _need(not (c.nesterov and c.momentum == 0), "nesterov=True needs momentum > 0")
-    _need(isinstance(c.weight_decay, (int, float)) and c.weight_decay >= 0, f"weight_decay={c.weight_decay!r} must be >= 0")
+    _need(_number(c.weight_decay) and c.weight_decay >= 0, f"weight_decay={c.weight_decay!r} must be a number >= 0")
     _need(isinstance(c.seed, int) and 0 <= c.seed < 2**32, f"seed={c.seed!r} must be an integer in [0, 2**32)")
     _need(_positive_int(c.threads), f"threads={c.threads!r} must be a positive integer: the CPU threads of the run, part of "
           "its settings since they decide the order of float sums (1 reproduces the committed records)")
@@ -355,6 +391,27 @@ def _subset(labels: torch.Tensor, size, seed: int, what: str) -> torch.Tensor | 
     try: return stratified_subset(labels, size, seed=seed)
     except ValueError as e: raise ValueError(f"{what}={size!r}: {e}") from None
 
+def _check_labels(labels: torch.Tensor, num_classes: int, dataset: str, split: str):
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
+        bad = int(labels.max()) if int(labels.max()) >= num_classes else int(labels.min())
+        raise ValueError(f"the {split} labels of {dataset} hold class {bad}, outside [0, {num_classes - 1}]: its files are "
+                         "damaged or of another dataset; check the dataset's root folder")
+
+def _check_pretrained(c: RunConfig):
+    "Where the backbone loads pretrained weights, they must be on disk (checked before any data is read)."
+    pre, m = c.backbone_options.get('pretrained'), re.fullmatch(r'imagenet_resnet(\d+)', c.backbone)
+    if pre and m:
+        try: pretrained_path(int(m.group(1)), pre)
+        except FileNotFoundError as e: raise ValueError(f"backbone_options.pretrained={pre!r}: {e}") from None
+
+def preflight(config: RunConfig | dict) -> None:
+    """What only this machine can tell, checked before a run (or a sweep's kernels) starts: the pretrained weights, the
+    dataset's files, the subsets and the batch against the training set's size, the labels against the classes. It
+    builds the run's data on the CPU, so it is the same check `run_training` makes, made early."""
+    c = config if isinstance(config, RunConfig) else config_from_dict(config)
+    _check_pretrained(c)
+    build_data(c, torch.device('cpu'))
+
 def build_data(config: RunConfig, device, rank: int = 0, world_size: int = 1) -> RunData:
     "Train and test loaders for `config` (training subset drawn with the run's seed, test subset with seed 0)."
     c, info = config, dataset_info(config.dataset)
@@ -363,6 +420,7 @@ def build_data(config: RunConfig, device, rank: int = 0, world_size: int = 1) ->
     if info.in_memory:
         tr = load_tensors(c.dataset, 'train', c.root, **c.dataset_options)
         te = load_tensors(c.dataset, 'test', c.root, **c.dataset_options)
+        _check_labels(tr.labels, info.num_classes, c.dataset, 'training'); _check_labels(te.labels, info.num_classes, c.dataset, 'test')
         tri, tei = _subset(tr.labels, c.subset, c.seed, 'subset'), _subset(te.labels, c.test_subset, 0, 'test_subset')
         xtr, ytr = (tr.images, tr.labels) if tri is None else (tr.images[tri], tr.labels[tri])
         xte, yte = (te.images, te.labels) if tei is None else (te.images[tei], te.labels[tei])
@@ -384,6 +442,7 @@ def build_data(config: RunConfig, device, rank: int = 0, world_size: int = 1) ->
     te = load_dataset(c.dataset, 'test' if 'test' in info.splits else info.splits[-1], c.root,
                       transform=standard_transform(c.dataset, False, size=size), **c.dataset_options)
     ytr, yte = torch.tensor(tr.targets), torch.tensor(te.targets)
+    _check_labels(ytr, info.num_classes, c.dataset, 'training'); _check_labels(yte, info.num_classes, c.dataset, 'test')
     tri, tei = _subset(ytr, c.subset, c.seed, 'subset'), _subset(yte, c.test_subset, 0, 'test_subset')
     if tri is not None: tr, ytr = Subset(tr, tri.tolist()), ytr[tri]
     if tei is not None: te, yte = Subset(te, tei.tolist()), yte[tei]
@@ -653,6 +712,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     elif device.type == 'cuda': torch.backends.cudnn.benchmark = True
     info = dataset_info(c.dataset)
     ordinal = info.ordinal if c.ordinal is None else c.ordinal
+    _check_pretrained(c)
     seed_everything(c.seed)
     data = build_data(c, device, rank, world)
     model = build_model(c.backbone, c.head, in_channels=data.in_channels, num_classes=data.num_classes,

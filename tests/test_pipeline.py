@@ -150,6 +150,7 @@ def test_stratified_subset():
     assert len(idx) == 200 and torch.bincount(labels[idx]).tolist() == [20] * 10
     assert torch.equal(idx, stratified_subset(labels, 200, seed=1))
     assert not torch.equal(idx, stratified_subset(labels, 200, seed=2))
-    assert len(stratified_subset(labels, 0.1)) == 100 and len(stratified_subset(labels, 5000)) == 1000
-    for bad, match in ((0, 'positive'), (1.5, 'fraction'), (5, 'number of classes')):
+    assert len(stratified_subset(labels, 0.1)) == 100 and len(stratified_subset(labels, 1000)) == 1000
+    for bad, match in ((0, 'positive'), (1.5, 'fraction'), (5, 'number of classes'),
+                       (5000, r'size=5000 is larger than the set itself \(1000 images\)')):   # never silently fewer
         with pytest.raises(ValueError, match=match): stratified_subset(labels, bad)

@@ -52,8 +52,12 @@ def test_expansion_union_of_products_dotted_keys_and_dirs(tmp_path):
 def test_sweep_through_papermill_skips_and_reports_failures(tmp_path, capsys):
     preset = {'name': 'demo', 'fixed': TINY, 'grid': {'objective': [{'ce': {}}, {'nllr': {}}], 'subset': [None, 40]},
               'seeds': [0]}
-    # subset 40 with batch 64 fails inside the notebook (batch larger than the data); the others must still finish
-    res = run_sweep(preset, runs_root=tmp_path, workers=2, progress=False)
+    # subset 40 with batch 64 cannot run: by default the sweep says so before any kernel starts ...
+    with pytest.raises(ValueError, match=r'point objective=ce, subset=40, seed=0: batch_size=64 is larger'):
+        run_sweep(preset, runs_root=tmp_path, workers=2, progress=False)
+    assert not list(tmp_path.rglob('notebook.ipynb'))
+    # ... and without that check it fails inside the notebook; the others must still finish
+    res = run_sweep(preset, runs_root=tmp_path, workers=2, progress=False, check=False)
     status = {r['point'].label: r['status'] for r in res}
     assert sorted(status.values()) == ['done', 'done', 'failed', 'failed'], status
     for r in res:
