@@ -15,7 +15,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
 from ratio_losses.core import numeric_env, numerics_info
 

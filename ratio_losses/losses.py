@@ -179,9 +179,11 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = '
     x = _float(logits)
     loss = F.cross_entropy(x, target, None if weight is None else weight.to(x), ignore_index=ignore_index,
                            reduction=reduction, label_smoothing=float(label_smoothing))
-    if reduction == 'mean' and _checking(loss) and not math.isfinite(loss.item()) and bool((target == ignore_index).all()):
-        return torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0).sum()   # nothing to learn from: 0, gradient 0
-    return _finite(loss, logits)
+    if _checking(loss) and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all())):
+        if reduction == 'mean' and bool((target == ignore_index).all()):           # torch's 0/0: nothing to learn from
+            return torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0).sum()   # 0, with gradient 0
+        _raise_not_finite('logits', logits)
+    return loss
 
 # %% ../nbs/02_losses.ipynb #a894eb48
 EXACT_BELOW_ALPHA = 0.1   # CRL with alpha below this takes the exact path (NLLR has alpha = 0)

@@ -16,19 +16,18 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 import ratio_losses
 from .core import atomic_path, numeric_env, yaml_load
-from .train import CONFIG_KEYS, config_from_dict, preflight, read_record, read_results, run_id, write_json
+from .train import (CONFIG_KEYS, check_writable, config_from_dict, preflight, read_record, read_results, run_id,
+                                write_json)
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
@@ -229,13 +228,7 @@ def select_points(points: list[SweepPoint], only: str | None) -> list[SweepPoint
 
 def check_runs_root(runs_root) -> Path:
     "`runs_root` made if missing and shown writable, or a `ValueError` that names it."
-    root = Path(runs_root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root): pass
-    except OSError as e:
-        raise ValueError(f"runs_root={str(root)!r} is not writable ({e.strerror}); choose another --runs-root") from None
-    return root
+    return check_writable(runs_root, 'runs_root', 'choose another --runs-root')
 
 def preflight_points(points: list[SweepPoint]) -> None:
     """`train.preflight` of every distinct data setup among `points` (weights, dataset files, subset and batch sizes,

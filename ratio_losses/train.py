@@ -49,8 +49,8 @@ __all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE',
            'LRFactor', 'lr_factor', 'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch',
            'evaluate', 'RunData', 'preflight', 'build_data', 'save_checkpoint', 'move_aside', 'read_record',
            'load_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results', 'collect_results',
-           'git_commit', 'weights_digest', 'versions', 'distributed_context', 'fixed_test_indices', 'load_artifacts',
-           'run_training', 'fit']
+           'git_commit', 'weights_digest', 'versions', 'distributed_context', 'check_writable', 'fixed_test_indices',
+           'load_artifacts', 'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -615,12 +615,15 @@ def distributed_context(device_name: str = 'auto') -> tuple[int, int, torch.devi
     return rank, world, device
 
 # %% ../nbs/04_train.ipynb #e9f758be
-def _check_writable(out_dir: Path):
+def check_writable(folder, name: str = 'out_dir', fix: str = 'choose another out_dir') -> Path:
+    "`folder` made if missing and shown writable, or a `ValueError` naming it as `name`, with `fix`."
+    folder = Path(folder)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir): pass
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder): pass
     except OSError as e:
-        raise ValueError(f"out_dir={str(out_dir)!r} is not writable ({e.strerror}); choose another out_dir") from None
+        raise ValueError(f"{name}={str(folder)!r} is not writable ({e.strerror}); {fix}") from None
+    return folder
 
 def _differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
@@ -687,7 +690,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     temporary = not c.out_dir
     out = Path(c.out_dir) if c.out_dir else Path(tempfile.mkdtemp(prefix='ratio_losses-run-'))
     c.out_dir = str(out)
-    if rank == 0: _check_writable(out)
+    if rank == 0: check_writable(out)
     table = Path(c.results_table) if c.results_table else (out if temporary else out.parent)/'results.csv'
     ident, rid = config_identity(c), run_id(c)
     record_path, ckpt_path = out/'record.json', out/'checkpoint.pt'

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ratio_losses.core import numeric_env, numerics_info
-from ratio_losses.train import RunConfig, config_from_dict, run_id
+from ratio_losses.train import config_from_dict, run_id
 
 REFERENCE = Path(__file__).parent/'reference'/'digits_crl_avx2.json'
 MAKER = Path(__file__).parent/'reference'/'make_reference.py'
