@@ -114,10 +114,13 @@ def _check_target(target, B: int, C: int, device, name: str, shape: tuple, ignor
                              f"({name} have C = {C} classes{ii})")
     return target.long()
 
+def _not_finite(loss: torch.Tensor) -> bool:
+    "True where the value checks are on and `loss` holds a NaN or an infinity (one read of the value)."
+    return _checking(loss) and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all()))
+
 def _finite(loss: torch.Tensor, logits: torch.Tensor, name: str = 'logits') -> torch.Tensor:
     "Value check on the result: a non-finite loss is an error that names the rows of `logits` at fault."
-    if _checking(loss) and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all())):
-        _raise_not_finite(name, logits)
+    if _not_finite(loss): _raise_not_finite(name, logits)
     return loss
 
 class NonFiniteLossError(ValueError, FloatingPointError):
@@ -147,6 +150,8 @@ def _check_dropin(who: str, weight, ignore_index, label_smoothing: float = 0.0, 
     if label_smoothing != 0.0 and not smoothing_ok:
         raise ValueError(f"label_smoothing={label_smoothing!r}: {who} is defined for one true class and has no "
                          "label-smoothed form; use cross_entropy / CrossEntropyLoss(label_smoothing=...) for that")
+    if not (isinstance(label_smoothing, (int, float)) and not isinstance(label_smoothing, bool) and 0 <= label_smoothing <= 1):
+        raise ValueError(f"label_smoothing={label_smoothing!r} must be a number in [0, 1]")
 
 def _reduce_samples(loss: torch.Tensor, target: torch.Tensor, reduction: str, weight=None, ignore_index: int = -100):
     """Reduce per-sample losses as `F.cross_entropy` does: a sample whose target is `ignore_index` counts 0 and is left
@@ -173,13 +178,11 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = '
     (and a mean of 0, not NaN, for a batch whose every target is ignored)."""
     _check_reduction(reduction)
     _check_dropin('cross-entropy', weight, ignore_index, label_smoothing, smoothing_ok=True)
-    if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing <= 1):
-        raise ValueError(f"label_smoothing={label_smoothing!r} must be a number in [0, 1]")
     logits, target = _check_inputs(logits, target, ignore_index)
     x = _float(logits)
     loss = F.cross_entropy(x, target, None if weight is None else weight.to(x), ignore_index=ignore_index,
                            reduction=reduction, label_smoothing=float(label_smoothing))
-    if _checking(loss) and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all())):
+    if _not_finite(loss):
         if reduction == 'mean' and bool((target == ignore_index).all()):           # torch's 0/0: nothing to learn from
             return torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0).sum()   # 0, with gradient 0
         _raise_not_finite('logits', logits)
@@ -364,11 +367,14 @@ class ClassificationLoss(nn.Module):
     """A loss of `(logits, target)`: the classification term of an objective. Like `torch.nn.CrossEntropyLoss` it takes
     `weight` (one per class, a buffer), `ignore_index` and `label_smoothing` (where the loss has a form for them)."""
     kind = 'classification'
+    dropin_name: str | None = None      # how errors about the keywords name the loss (None: it takes none of them)
+    smoothing_ok = False                # whether the loss has a label-smoothed form (cross-entropy only)
     def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
         super().__init__()
         _check_reduction(reduction)
         self.reduction = reduction
         if weight is not None and not isinstance(weight, torch.Tensor): weight = torch.as_tensor(weight, dtype=torch.float32)
+        if self.dropin_name: _check_dropin(self.dropin_name, weight, ignore_index, label_smoothing, self.smoothing_ok)
         self.register_buffer('weight', weight)
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
     def hparams(self) -> dict: return {}
@@ -388,43 +394,37 @@ class ClassificationLoss(nn.Module):
 
 class CrossEntropyLoss(ClassificationLoss):
     "Cross-entropy (CRL eq. 3); `weight`, `ignore_index` and `label_smoothing` as in `torch.nn.CrossEntropyLoss`."
-    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
-        super().__init__(reduction, weight, ignore_index, label_smoothing)
-        _check_dropin('cross-entropy', self.weight, ignore_index, label_smoothing, smoothing_ok=True)
+    dropin_name, smoothing_ok = 'cross-entropy', True
     def forward(self, logits, target): return cross_entropy(logits, target, self.reduction, **self.dropin())
 
 class NLLRLoss(ClassificationLoss):
     "Negative log-likelihood ratio $\\log((1-p_c)/p_c)$ (CRL eq. 9-10); `weight`, `ignore_index` as in torch."
-    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
-        super().__init__(reduction, weight, ignore_index, label_smoothing)
-        _check_dropin('NLLR', self.weight, ignore_index, label_smoothing)
+    dropin_name = 'NLLR'
     def forward(self, logits, target): return nllr_loss(logits, target, self.reduction, **self.dropin())
 
 class CompetingRatioLoss(ClassificationLoss):
     "Competing ratio loss $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$ (CRL eq. 11; α = 1.5, β = 1 from Table I)."
+    dropin_name = 'CRL'
     def __init__(self, alpha: float = 1.5, beta: float = 1.0, reduction: str = 'mean', weight=None,
                  ignore_index: int = -100, label_smoothing: float = 0.0):
         super().__init__(reduction, weight, ignore_index, label_smoothing)
         self.alpha, self.beta = _check_crl(alpha, beta)
-        _check_dropin('CRL', self.weight, ignore_index, label_smoothing)
     def hparams(self): return {'alpha': self.alpha, 'beta': self.beta}
     def forward(self, logits, target):
         return competing_ratio_loss(logits, target, self.alpha, self.beta, self.reduction, **self.dropin())
 
 class CategoricalCrossEntropyLoss(ClassificationLoss):
     "CCE $-\\log p_c - \\sum_{k\\ne c}\\log(1-p_k)$ (CRL eq. 5); `weight`, `ignore_index` as in torch."
-    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
-        super().__init__(reduction, weight, ignore_index, label_smoothing)
-        _check_dropin('CCE', self.weight, ignore_index, label_smoothing)
+    dropin_name = 'CCE'
     def forward(self, logits, target): return categorical_cross_entropy(logits, target, self.reduction, **self.dropin())
 
 class GradientBoostingCrossEntropyLoss(ClassificationLoss):
     "GCE: cross-entropy over the true class and the k most confusing negatives (fine-grained eq. 12; k = 15)."
+    dropin_name = 'GCE'
     def __init__(self, k: int = 15, reduction: str = 'mean', weight=None, ignore_index: int = -100,
                  label_smoothing: float = 0.0):
         super().__init__(reduction, weight, ignore_index, label_smoothing)
         self.k = _check_k(k)
-        _check_dropin('GCE', self.weight, ignore_index, label_smoothing)
     def hparams(self): return {'k': self.k}
     def forward(self, logits, target):
         return gradient_boosting_cross_entropy(logits, target, self.k, self.reduction, **self.dropin())
@@ -536,10 +536,10 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, a
 
 class FocalLoss(ClassificationLoss):
     "Focal loss (Lin et al. 2017, eq. 5; γ = 2, optional per-class α, kept in the state dict)."
+    dropin_name = 'the focal loss'
     def __init__(self, gamma: float = 2.0, alpha=None, reduction: str = 'mean', weight: torch.Tensor | None = None,
                  ignore_index: int = -100, label_smoothing: float = 0.0):
         super().__init__(reduction, weight, ignore_index, label_smoothing)
-        _check_dropin('the focal loss', self.weight, ignore_index, label_smoothing)
         self.gamma = _check_number('gamma', gamma, what=' (focal loss eq. 5; the paper uses 2)')
         w = _check_class_weights(alpha)
         self.register_buffer('alpha', None if w is None else w.float())
@@ -577,10 +577,10 @@ def max_entropy_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, r
 
 class MaxEntropyLoss(ClassificationLoss):
     "Maximum-entropy loss $-\\log p_c - \\gamma H(p)$ (Dubey et al. 2018); γ must be given."
+    dropin_name = 'the maximum-entropy loss'
     def __init__(self, gamma: float | None = None, reduction: str = 'mean', weight: torch.Tensor | None = None,
                  ignore_index: int = -100, label_smoothing: float = 0.0):
         super().__init__(reduction, weight, ignore_index, label_smoothing)
-        _check_dropin('the maximum-entropy loss', self.weight, ignore_index, label_smoothing)
         self.gamma = _check_maxent_gamma(gamma)
     def hparams(self): return {'gamma': self.gamma}
     def forward(self, logits, target): return max_entropy_loss(logits, target, self.gamma, self.reduction, **self.dropin())
