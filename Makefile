@@ -1,5 +1,6 @@
 # ratio_losses: the two commands of the README, and the steps they stand on.
 #   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)
+#   make reproduce SCALE=full   the full-data scale (all of Fashion-MNIST, 5 seeds; hours): resumes the records of results/
 #   make test        notebooks clean and in sync with the package, the notebooks' tests, pytest
 # Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
 # and reuse it on the next run.
@@ -71,28 +72,44 @@ setup: $(STAMP) data
 ## --- the two commands ----------------------------------------------------------------------------
 
 WORKERS ?= 2
-RUNS ?= runs
-
-# Every preset at cpu scale (crl_table7 has no cpu scale: Adience is not available offline), two points at a time.
-# Complete points are skipped and interrupted ones resume, so an interrupted `make reproduce` picks up where it stopped.
-# A point (20-40 s here) that runs past 15 minutes is stopped and reported as failed; the others go on.
-reproduce: setup
-	$(BIN)/ratio-losses sweep configs/*.yaml --scale cpu --workers $(WORKERS) --runs-root $(RUNS) --timeout 900
-	$(MAKE) --no-print-directory figures
-	@echo "CPU profile done. Results table: $(RUNS)/cpu/results.csv; per run: $(RUNS)/cpu/PRESET/POINT/ (record.json, notebook.ipynb, artifacts.npz)"
-	@echo "Figures and tables (PNG, PDF, Markdown, CSV): $(FIGURES)/; the executed analysis notebooks: $(RUNS)/analysis/"
-
-# The papers' figures and tables from the stored runs of $(RUNS) (never trains): each analysis notebook through papermill.
-ANALYSIS := crl cc msl fine_grained
-FIGURES ?= figures
 SCALE ?= cpu
+ifeq ($(SCALE),full)
+# The full scale trains into results/ itself: its committed records are complete points, so they are never trained
+# again, and an interrupted sweep resumes where it stopped. Presets in the order of issue 14's list (cut from the end).
+REPRO_RUNS ?= results
+PRESETS ?= configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml
+POINT_TIMEOUT ?= 3600
+FIGURES ?= figures/full
+else ifeq ($(SCALE),cpu)
+REPRO_RUNS ?= runs
+PRESETS ?= configs/*.yaml
+POINT_TIMEOUT ?= 900
+FIGURES ?= figures
+else
+$(error SCALE=$(SCALE) is unknown: use SCALE=cpu (the default) or SCALE=full)
+endif
+# Where `make figures` reads the runs: the committed records of results/ unless told otherwise.
+RUNS ?= results
+
+# Every preset at $(SCALE) scale (crl_table7 has no cpu scale: Adience is not available offline), two points at a time.
+# Complete points are skipped and interrupted ones resume, so an interrupted `make reproduce` picks up where it stopped.
+# A point that runs past POINT_TIMEOUT seconds (cpu points take 20-40 s here) is stopped and reported as failed.
+reproduce: setup
+	$(BIN)/ratio-losses sweep $(PRESETS) --scale $(SCALE) --workers $(WORKERS) --runs-root $(REPRO_RUNS) --timeout $(POINT_TIMEOUT)
+	$(MAKE) --no-print-directory figures SCALE=$(SCALE) RUNS=$(REPRO_RUNS)
+	@echo "$(SCALE) scale done. Results table: $(REPRO_RUNS)/$(SCALE)/results.csv; per run: $(REPRO_RUNS)/$(SCALE)/PRESET/POINT/ (record.json, notebook.ipynb, artifacts.npz)"
+	@echo "Figures, tables and the report (PNG, PDF, Markdown, CSV): $(FIGURES)/; the executed analysis notebooks: $(REPRO_RUNS)/analysis/$(SCALE)/"
+
+# The papers' figures and tables from the stored runs of $(RUNS) at $(SCALE) (never trains): each analysis notebook
+# through papermill. cpu scale writes figures/, full scale figures/full/.
+ANALYSIS := crl cc msl fine_grained
 figures: setup
-	@mkdir -p $(RUNS)/analysis $(FIGURES)
+	@mkdir -p $(RUNS)/analysis/$(SCALE) $(FIGURES)
 	@for nb in $(ANALYSIS); do \
-	  echo "analysis: nbs/analysis/$$nb.ipynb -> $(FIGURES)/"; \
-	  $(BIN)/papermill nbs/analysis/$$nb.ipynb $(RUNS)/analysis/$$nb.ipynb --no-progress-bar -k ratio_losses \
+	  echo "analysis: nbs/analysis/$$nb.ipynb ($(SCALE) scale, runs of $(RUNS)/) -> $(FIGURES)/"; \
+	  $(BIN)/papermill nbs/analysis/$$nb.ipynb $(RUNS)/analysis/$(SCALE)/$$nb.ipynb --no-progress-bar -k ratio_losses \
 	    -p smoke False -p runs_root "$(abspath $(RUNS))" -p scale $(SCALE) -p figures "$(abspath $(FIGURES))" \
-	    2> $(RUNS)/analysis/$$nb.log || { echo "FAILED: see $(RUNS)/analysis/$$nb.ipynb and $$nb.log"; exit 1; }; \
+	    2> $(RUNS)/analysis/$(SCALE)/$$nb.log || { echo "FAILED: see $(RUNS)/analysis/$(SCALE)/$$nb.ipynb and $$nb.log"; exit 1; }; \
 	done
 	@echo "figures written to $(FIGURES)/"
 

@@ -17,6 +17,7 @@ import ratio_losses
 from .core import CPU_ISAS, pin_numerics, yaml_load
 from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
 from .models import BACKBONES, HEADS
+from .sweep import SCALES
 from .train import CONFIG_KEYS, RunConfig, config_from_dict, run_id, run_training, versions
 
 # %% auto #0
@@ -61,7 +62,7 @@ def _train(args) -> int:
     info = dataset_info(c.dataset)
     if int(os.environ.get('RANK', '0')) == 0:
         print(f"ratio_losses {ratio_losses.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-              f"torchvision {versions()['torchvision']} | device {c.device} ({torch.get_num_threads()} threads)")
+              f"torchvision {versions()['torchvision']} | device {c.device} ({c.threads} thread{'s' if c.threads > 1 else ''})")
         print(f"{info.title} | {c.backbone} + {c.head} head | objective {c.objective} | "
               f"{f'{c.epochs} epoch(s)' if c.epochs else f'{c.iterations} iterations'}, batch {c.batch_size}, lr {c.lr}, "
               f"seed {c.seed} | out_dir {c.out_dir}")
@@ -147,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
     s = sub.add_parser('sweep', help='run presets (configs/*.yaml) through the experiment notebook')
     s.add_argument('configs', nargs='+', help='preset YAML files')
-    s.add_argument('--scale', choices=['cpu', 'paper'], default='cpu')
+    s.add_argument('--scale', choices=list(SCALES), default='cpu')
     s.add_argument('--workers', type=_positive_int, default=1, help='points run in parallel (processes)')
     s.add_argument('--runs-root', default='runs', help='where runs go: RUNS_ROOT/SCALE/PRESET/POINT (default: runs)')
     s.add_argument('--dry-run', action='store_true', help='list the points and their state; run nothing')

@@ -25,8 +25,8 @@ __all__ = ['EXACT_BELOW_ALPHA', 'LOSSES', 'set_validation', 'validation', 'NonFi
            'FocalLoss', 'prediction_entropy', 'max_entropy_loss', 'MaxEntropyLoss', 'center_loss', 'CenterLoss',
            'chebyshev_cos', 'margin_psi', 'margin_logits', 'large_margin_softmax_loss', 'angular_softmax_loss',
            'LargeMarginSoftmaxLoss', 'AngularSoftmaxLoss', 'lgm_loss', 'LGMLoss', 'mc_channel_mask',
-           'mc_discriminality', 'mc_diversity', 'mutual_channel_loss', 'MutualChannelLoss', 'Objective',
-           'objective_terms', 'build_objective']
+           'mc_discriminality', 'mc_diversity', 'mutual_channel_loss', 'MutualChannelLoss', 'inter_class_angle_penalty',
+           'inter_class_angular_loss', 'InterClassAngularLoss', 'Objective', 'objective_terms', 'build_objective']
 
 # %% ../nbs/02_losses.ipynb #85dcc26d
 _VALIDATE = True
@@ -846,12 +846,51 @@ class MutualChannelLoss(GeneratorState):
             raise ValueError("MC-Loss needs the last feature maps (ModelOutput.feature_maps)")
         return self._term(output.feature_maps, target, output.logits.shape[1])
 
+# %% ../nbs/02_losses.ipynb #3e3b9813
+def _check_ical(lam) -> float:
+    return _check_number('lam', lam, what=' (the ICAL weight: 10 without augmentation, 5 with it, as the authors run it)')
+
+def inter_class_angle_penalty(weight: torch.Tensor) -> torch.Tensor:
+    r"$\|\sum_j \hat w_j\|^2 / K^2$ for the class vectors `weight` (K, D), each normalised to unit length (ICAL)."
+    w = _check_features(weight, 'weight (the class vectors, K x D)')
+    with torch.autocast(w.device.type, enabled=False):
+        w = F.normalize(_float(w), dim=1)
+        return w.sum(0).square().sum() / w.shape[0] ** 2
+
+def inter_class_angular_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, lam: float = 10.0,
+                             reduction: str = 'mean') -> torch.Tensor:
+    r"ICAL: cross-entropy of `logits` plus $\frac{\lambda}{K^2}\|\sum_j \hat w_j\|^2$ over the last layer's class vectors."
+    lam = _check_ical(lam)
+    _check_reduction(reduction)
+    logits, target = _check_inputs(logits, target)
+    if weight.ndim != 2 or weight.shape[0] != logits.shape[1]:
+        raise ValueError(f"weight must be the last layer's class vectors ({logits.shape[1]}, D), one row per class of the "
+                         f"logits; got {tuple(weight.shape)}")
+    ce = cross_entropy(logits, target, reduction='none')
+    return _reduce(ce + lam * inter_class_angle_penalty(weight), reduction)
+
+class InterClassAngularLoss(nn.Module):
+    """ICAL (Hui et al. 2019): `loss(logits, target, weight)` is CE + λ/K²·‖Σ_j ŵ_j‖² (λ = 10, no augmentation). In an
+    objective it is a regulariser read from the `margin` head with `normalize: true` (its class vectors)."""
+    kind = 'regularizer'
+    def __init__(self, lam: float = 10.0, reduction: str = 'mean'):
+        super().__init__()
+        self.lam = _check_ical(lam)
+        _check_reduction(reduction); self.reduction = reduction
+    def extra_repr(self): return f"lam={self.lam}, reduction='{self.reduction}'"
+    def forward(self, logits, target, weight):
+        return inter_class_angular_loss(logits, target, weight, self.lam, self.reduction)
+    def regularizer(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        _, weight = _features_and_class_vectors(output, 'ICAL', "the 'margin' head with head_options {normalize: true}")
+        return self.lam * inter_class_angle_penalty(weight)
+
 # %% ../nbs/02_losses.ipynb #dde16f4f
 LOSSES: dict[str, type] = {
     'ce': CrossEntropyLoss, 'nllr': NLLRLoss, 'crl': CompetingRatioLoss, 'cce': CategoricalCrossEntropyLoss,
     'gce': GradientBoostingCrossEntropyLoss, 'cc': ChannelCorrelationLoss, 'msl': MixtureSeparabilityLoss,
     'focal': FocalLoss, 'maxent': MaxEntropyLoss, 'center': CenterLoss, 'lsoftmax': LargeMarginSoftmaxLoss,
-    'asoftmax': AngularSoftmaxLoss, 'lgm': LGMLoss, 'mc': MutualChannelLoss}
+    'asoftmax': AngularSoftmaxLoss, 'lgm': LGMLoss, 'mc': MutualChannelLoss,
+    'ical': InterClassAngularLoss}
 
 def _make_term(name: str, params) -> nn.Module:
     if name not in LOSSES:

@@ -243,15 +243,21 @@ class LinearHead(nn.Module):
         return ModelOutput(logits=self.fc(features), features=features, feature_maps=fmap)
 
 class MarginHead(nn.Module):
-    r"""The last layer of L-Softmax and A-Softmax: GAP, then class vectors $W$ (C, D) without bias. The prediction
-    is $W_j\cdot x$, or with `normalize=True` (A-Softmax) $\|x\|\cos	heta_j$; `class_weights` is $W$, from which the
-    margin losses build their training logits."""
-    def __init__(self, stage_channels: list[int], num_classes: int, normalize: bool = False):
+    r"""The last layer of L-Softmax, A-Softmax and ICAL: GAP, then class vectors $W$ (C, D) without bias. The prediction
+    is $W_j\cdot x$, or with `normalize=True` (A-Softmax, ICAL) $\|x\|\cos\theta_j$; `class_weights` is $W$, from which the
+    margin losses build their training logits. `renormalize=True` rescales $W$'s rows to unit length in place before every
+    training forward, as ICAL's authors do to their weight-normalised layer (it needs `normalize=True`)."""
+    def __init__(self, stage_channels: list[int], num_classes: int, normalize: bool = False, renormalize: bool = False):
         super().__init__()
         if not isinstance(normalize, bool): raise ValueError(f"normalize={normalize!r} must be True or False")
-        self.normalize = normalize
+        if not isinstance(renormalize, bool): raise ValueError(f"renormalize={renormalize!r} must be True or False")
+        if renormalize and not normalize:
+            raise ValueError("renormalize=True rescales the class vectors of a normalised layer: set normalize: true too")
+        self.normalize, self.renormalize = normalize, renormalize
         self.fc = nn.Linear(stage_channels[-1], num_classes, bias=False)
     def forward(self, stages):
+        if self.renormalize and self.training:
+            with torch.no_grad(): self.fc.weight.div_(self.fc.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
         fmap = stages[-1]
         features = fmap.mean((2, 3))
         w = F.normalize(self.fc.weight, dim=1) if self.normalize else self.fc.weight

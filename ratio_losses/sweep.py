@@ -36,7 +36,7 @@ __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_p
 # %% ../nbs/05_sweep.ipynb #e1caafcc
 PRESET_KEYS = ('name', 'title', 'paper', 'tables', 'description', 'reference', 'fixed', 'grid', 'seeds', 'scales', 'notes')
 SCALE_KEYS = ('fixed', 'grid', 'seeds', 'notes')
-SCALES = ('cpu', 'paper')
+SCALES = ('cpu', 'full', 'paper')   # cpu: a 2,000-image check; full: all of Fashion-MNIST; paper: the papers' own settings
 EXPERIMENT_NOTEBOOK = Path(ratio_losses.__file__).resolve().parent.parent/'nbs'/'experiments'/'train.ipynb'
 
 def load_preset(source) -> dict:

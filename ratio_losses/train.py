@@ -158,7 +158,9 @@ def check_pairing(head: str, head_options: dict, objective, num_classes: int | N
     need = {'cc': ('se_attention', None, "the channel-attention vectors of the SE head"),
             'lsoftmax': ('margin', False, "the last layer's class vectors as they are (the 'margin' head, normalize false)"),
             'asoftmax': ('margin', True, "normalised class vectors (the 'margin' head with head_options {normalize: true})"),
-            'lgm': ('gaussian_mixture', None, "class means (the 'gaussian_mixture' head)")}
+            'lgm': ('gaussian_mixture', None, "class means (the 'gaussian_mixture' head)"),
+            'ical': ('margin', True, "the class directions of a bias-free weight-normalised layer (the 'margin' head with "
+                                     "head_options {normalize: true, renormalize: true})")}
     for name, (want, norm, what) in need.items():
         if name in terms and (head != want or (norm is not None and normalize != norm)):
             got = f"head={head!r}" + (f" with normalize={normalize}" if head == 'margin' else '')
@@ -665,17 +667,18 @@ def _artifacts(model, data: RunData, metrics: dict, config: RunConfig, device) -
         out = _forward_all(model, data.test_inputs, idx, config.test_batch_size, config.amp, device)
         art.update(feature_indices=idx.numpy(), feature_labels=data.test_labels[idx].numpy(),
                    feature_logits=out['logits'].numpy())
-        if 'features' in out: art['features'] = out['features'].numpy()
+        if 'features' in out: art['features'] = out['features'].numpy().astype(np.float16)   # half the bytes; read back as float32
         if data.train_inputs is not None and 'features' in out:   # the same number of training images (CC Fig. 3)
             idx = _subset(data.train_labels, min(config.feature_images, len(data.train_labels)), 0, 'feature_images')
             out = _forward_all(model, data.train_inputs, idx, config.test_batch_size, config.amp, device)
             art.update(train_feature_indices=idx.numpy(), train_feature_labels=data.train_labels[idx].numpy(),
-                       train_features=out['features'].numpy())
+                       train_features=out['features'].numpy().astype(np.float16))
     return art
 
 def load_artifacts(run_dir) -> dict:
-    "The arrays a run saved in `artifacts.npz`."
-    with np.load(Path(run_dir)/'artifacts.npz') as z: return {k: z[k] for k in z.files}
+    "The arrays a run saved in `artifacts.npz` (features stored as float16 come back as float32)."
+    with np.load(Path(run_dir)/'artifacts.npz') as z:
+        return {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k] for k in z.files}
 
 def _log(msg: str, rank: int):
     if rank == 0: tqdm.write(msg)

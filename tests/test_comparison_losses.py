@@ -1,4 +1,4 @@
-"""The comparison losses that read more than logits (center, L-Softmax, A-Softmax, LGM, MC-Loss): each against a plain,
+"""The comparison losses that read more than logits (center, L-Softmax, A-Softmax, LGM, MC-Loss, ICAL): each against a plain,
 loop-written float64 evaluation of its equation, its reductions to cross-entropy, gradcheck, state that survives the
 state dict, clear errors, and a short training run through the objective and the matching head."""
 import math
@@ -73,6 +73,18 @@ def ref_mc(fmaps, y, C, xi, mu, beta, mask=None):                  # Chang et al
     return out
 
 
+def ref_ical(feats, W, y, lam):                                    # Hui et al. 2019, as in the authors' train()
+    W = W.tolist()
+    K = len(W)
+    unit = [[v / _norm(w) for v in w] for w in W]
+    penalty = lam / K + lam / K ** 2 * sum(_dot(unit[i], unit[j]) for i in range(K) for j in range(K) if i != j)
+    return [_ce_row([_dot(x, w) for w in unit], c) + penalty for x, c in zip(feats.tolist(), y.tolist())]
+
+
+def _ical(f, w, y, r, lam=10.0):                                   # logits of the bias-free weight-normalised layer
+    return L.inter_class_angular_loss(f @ F.normalize(w, dim=1).T, y, w, lam, r)
+
+
 def _tol(dtype):
     return dict(rtol=1e-3, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
 
@@ -97,6 +109,8 @@ FEATURE_LOSSES = {   # name: (fn(features, class_vectors, target, reduction), re
                            lambda f, w, y: ref_margin(f, w, y, 2, 5.0, normalize=True)),
     'lgm': (lambda f, w, y, r: L.lgm_loss(f, w, y, 0.1, 0.01, r), lambda f, w, y: ref_lgm(f, w, y, 0.1, 0.01)),
     'lgm a=1 l=0.5': (lambda f, w, y, r: L.lgm_loss(f, w, y, 1.0, 0.5, r), lambda f, w, y: ref_lgm(f, w, y, 1.0, 0.5)),
+    'ical lam=10': (_ical, lambda f, w, y: ref_ical(f, w, y, 10.0)),
+    'ical lam=0.1': (lambda f, w, y, r: _ical(f, w, y, r, 0.1), lambda f, w, y: ref_ical(f, w, y, 0.1)),
 }
 
 
@@ -163,6 +177,22 @@ def test_reductions_to_cross_entropy():
     torch.testing.assert_close(L.build_objective({'center': {'lam': 0.0}})(out, y), ce)
     torch.testing.assert_close(L.build_objective({'mc': {'mu': 0.0, 'beta': 0.0}})(out, y), ce)
     torch.testing.assert_close(L.MutualChannelLoss(3, 0.0, 0.0)(out.logits, y, out.feature_maps), ce)
+    unit = f @ F.normalize(w, dim=1).T
+    torch.testing.assert_close(L.inter_class_angular_loss(unit, y, w, lam=0.0), F.cross_entropy(unit, y))   # lambda = 0: CE
+    ical = L.build_objective({'ce': {}, 'ical': {'lam': 5.0}})
+    torch.testing.assert_close(ical(ModelOutput(logits=unit, features=f, class_weights=w), y), L.inter_class_angular_loss(unit, y, w, 5.0))
+    torch.testing.assert_close(L.InterClassAngularLoss(5.0)(unit, y, w), L.inter_class_angular_loss(unit, y, w, 5.0))
+
+
+def test_ical_penalty_bounds():
+    "0 for class directions that sum to zero (a regular simplex), 1 when they all coincide; scale-free in each row."
+    K = 6
+    simplex = torch.eye(K, dtype=torch.float64) - 1 / K
+    torch.testing.assert_close(L.inter_class_angle_penalty(simplex), torch.tensor(0.0, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(L.inter_class_angle_penalty(torch.ones(K, 3, dtype=torch.float64)), torch.tensor(1.0, dtype=torch.float64))
+    w = torch.randn(K, 4, dtype=torch.float64)
+    torch.testing.assert_close(L.inter_class_angle_penalty(w * (torch.rand(K, 1, dtype=torch.float64) * 9 + 0.1)),
+                               L.inter_class_angle_penalty(w))
 
 
 def test_center_update_follows_eq4():
@@ -203,6 +233,23 @@ def test_learnable_state_survives_the_objective_state_dict():
         fresh(ModelOutput(logits=torch.randn(8, 3), features=f, class_weights=w[:3]), y % 3)
 
 
+def test_renormalize_keeps_unit_class_vectors_in_training_only():
+    "ICAL's head: the rows are rescaled to unit length in place before each training forward, never in evaluation."
+    torch.manual_seed(0)
+    m = build_model('small_cnn', 'margin', in_channels=1, num_classes=5, head_options={'normalize': True, 'renormalize': True})
+    head, stages = m.head, [torch.randn(4, m.head.fc.in_features, 3, 3)]
+    with torch.no_grad(): head.fc.weight.mul_(3.0)
+    norms = head.fc.weight.norm(dim=1).clone()
+    eval_logits = head.eval()(stages).logits
+    torch.testing.assert_close(head.fc.weight.norm(dim=1), norms)                       # evaluation leaves W alone
+    assert not torch.allclose(norms, torch.ones(5))
+    head.train()(stages)
+    torch.testing.assert_close(head.fc.weight.norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(head.eval()(stages).logits, eval_logits)                 # normalised logits do not change
+    with pytest.raises(ValueError, match='set normalize: true too'):
+        build_model('small_cnn', 'margin', in_channels=1, num_classes=5, head_options={'renormalize': True})
+
+
 def test_model_heads_hold_the_class_vectors():
     m = build_model('small_cnn', 'gaussian_mixture', in_channels=1, num_classes=5)
     assert 'head.means' in m.state_dict()
@@ -218,7 +265,8 @@ def test_model_heads_hold_the_class_vectors():
 # --- numerics and errors ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize('config,head,opts', [
     ({'lsoftmax': {}}, 'margin', {}), ({'asoftmax': {}}, 'margin', {'normalize': True}), ({'lgm': {}}, 'gaussian_mixture', {}),
-    ({'center': {}}, 'linear', {}), ({'mc': {}}, 'linear', {'channels_per_class': 3}), ({'maxent': {'gamma': 0.1}}, 'linear', {})])
+    ({'center': {}}, 'linear', {}), ({'mc': {}}, 'linear', {'channels_per_class': 3}), ({'maxent': {'gamma': 0.1}}, 'linear', {}),
+    ({'ce': {}, 'ical': {}}, 'margin', {'normalize': True, 'renormalize': True})])
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_autocast_through_the_head(config, head, opts, dtype):
     torch.manual_seed(0)
@@ -260,6 +308,10 @@ def test_finite_at_extreme_features(name):
     (lambda: L.build_objective('lsoftmax')(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])), "use the 'margin' head"),
     (lambda: L.build_objective('lgm')(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])), "'gaussian_mixture' head"),
     (lambda: L.build_objective('center')(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])), 'penultimate features'),
+    (lambda: L.InterClassAngularLoss(lam=-1), 'lam=-1'),
+    (lambda: L.inter_class_angular_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.randn(5, 4)), 'one row per class'),
+    (lambda: L.build_objective({'ce': {}, 'ical': {}})(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])),
+     "'margin' head with head_options"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
@@ -281,6 +333,7 @@ def digits():
     # MC-Loss with the authors' beta = 20 does not train on 8x8 digits (2x2 maps) in 3 epochs (82 % error): beta = 2 here
     ({'mc': {'channels_per_class': 2, 'beta': 2.0}}, 'linear', {'channels_per_class': 2}),
     ({'maxent': {'gamma': 0.1}}, 'linear', {}),
+    ({'ce': {}, 'ical': {'lam': 10.0}}, 'margin', {'normalize': True, 'renormalize': True}),
 ])
 def test_each_comparison_objective_trains(digits, config, head, opts):
     tr, te = digits

@@ -25,7 +25,7 @@ def test_preset_errors_name_the_key(tmp_path):
         load_preset(bad)
     with pytest.raises(ValueError, match=r"unknown key\(s\) grids; valid keys: name, title"):
         load_preset({'name': 'x', 'grids': {}})
-    with pytest.raises(ValueError, match=r"scales.gpu is unknown; valid scales: cpu, paper"):
+    with pytest.raises(ValueError, match=r"scales.gpu is unknown; valid scales: cpu, full, paper"):
         load_preset({'name': 'x', 'scales': {'gpu': {}}})
     with pytest.raises(ValueError, match=r"unknown run-config key\(s\) learning_rate; valid keys: dataset"):
         expand_sweep({'name': 'x', 'fixed': {**TINY, 'learning_rate': 0.1}})
