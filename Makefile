@@ -32,7 +32,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)"
-	@echo "make figures     the papers' figures and tables from the stored runs (nbs/analysis/ -> figures/)"
+	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 5 seeds; ~3.5 h on 2 cores): resumes results/"
+	@echo "make figures     the papers' figures and tables, and figures/REPORT.md, from the committed records of results/"
+	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
 	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, the cost of pinned CPU kernels)"
@@ -88,8 +90,10 @@ FIGURES ?= figures
 else
 $(error SCALE=$(SCALE) is unknown: use SCALE=cpu (the default) or SCALE=full)
 endif
-# Where `make figures` reads the runs: the committed records of results/ unless told otherwise.
+# Where `make figures` reads the runs: the committed records of results/ unless told otherwise. The report reads both
+# scales of the same folder.
 RUNS ?= results
+REPORT ?= figures/REPORT.md
 
 # Every preset at $(SCALE) scale (crl_table7 has no cpu scale: Adience is not available offline), two points at a time.
 # Complete points are skipped and interrupted ones resume, so an interrupted `make reproduce` picks up where it stopped.
@@ -111,7 +115,12 @@ figures: setup
 	    -p smoke False -p runs_root "$(abspath $(RUNS))" -p scale $(SCALE) -p figures "$(abspath $(FIGURES))" \
 	    2> $(RUNS)/analysis/$(SCALE)/$$nb.log || { echo "FAILED: see $(RUNS)/analysis/$(SCALE)/$$nb.ipynb and $$nb.log"; exit 1; }; \
 	done
-	@echo "figures written to $(FIGURES)/"
+	@echo "report: nbs/analysis/report.ipynb (both scales, records of $(RUNS)/) -> $(REPORT)"
+	@$(BIN)/papermill nbs/analysis/report.ipynb $(RUNS)/analysis/report.ipynb --no-progress-bar -k ratio_losses \
+	    -p smoke False -p runs_root "$(abspath $(RUNS))" -p report "$(abspath $(REPORT))" -p readme "$(abspath README.md)" \
+	    -p headline "$(abspath figures/full)" \
+	    2> $(RUNS)/analysis/report.log || { echo "FAILED: see $(RUNS)/analysis/report.ipynb and report.log"; exit 1; }
+	@echo "figures written to $(FIGURES)/, the report to $(REPORT)"
 
 # One run, the quickest real-data check: one epoch of the small CNN on all of Fashion-MNIST.
 quick: setup

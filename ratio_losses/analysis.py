@@ -23,15 +23,15 @@ from scipy import stats
 import ratio_losses
 from .losses import competing_ratio_loss, objective_terms, cross_entropy, gradient_boosting_cross_entropy
 from .sweep import expand_sweep, load_preset
-from .train import load_artifacts, run_training
+from .train import load_artifacts, run_id, run_training
 
 # %% auto #0
-__all__ = ['CONFIGS', 'GREEK', 'LOSS_COLORS', 'METRICS', 'CRL_TABLE1', 'SMOKE', 'Run', 'load_sweep', 'one_run_per', 'by_setting',
-           'loss_key', 'loss_label', 'loss_color', 'seed_stats', 'paired_p', 'one_sample_p', 'metric_value',
-           'results_table', 'markdown_table', 'write_table', 'save_figure', 'gradient_curves', 'crl_table1_paper',
-           'alpha_beta_grid', 'alpha_beta_heatmap', 'mean_curves', 'curves', 'saturation', 'softmax_heatmaps',
-           'feature_scatter', 'most_confused_classes', 'tsne_confused', 'cam_grid', 'ablation', 'reliability',
-           'smoke_preset', 'smoke_runs', 'Study', 'open_study']
+__all__ = ['CONFIGS', 'GREEK', 'LOSS_COLORS', 'METRICS', 'CRL_TABLE1', 'SMOKE', 'Run', 'Runs', 'record_problem',
+           'majority_commit', 'load_sweep', 'one_run_per', 'by_setting', 'loss_key', 'loss_label', 'loss_color',
+           'seed_stats', 'paired_p', 'one_sample_p', 'metric_value', 'results_table', 'markdown_table', 'write_table',
+           'save_figure', 'gradient_curves', 'crl_table1_paper', 'alpha_beta_grid', 'alpha_beta_heatmap', 'mean_curves',
+           'curves', 'saturation', 'softmax_heatmaps', 'feature_scatter', 'most_confused_classes', 'tsne_confused',
+           'cam_grid', 'ablation', 'reliability', 'smoke_preset', 'smoke_runs', 'Study', 'open_study']
 
 # %% ../nbs/06_analysis.ipynb #62625d69
 CONFIGS = Path(ratio_losses.__file__).resolve().parent.parent/'configs'   # the presets of the papers' tables
@@ -59,20 +59,54 @@ def _label(varying: dict) -> str:
     return ', '.join(f'{k}={json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v}'
                      for k, v in varying.items()) or '(all)'
 
-def load_sweep(preset, scale: str = 'cpu', runs_root='runs', *, require: bool = True) -> list[Run]:
-    "The complete runs of `preset` (path, name in configs/ or dict) at `scale` under `runs_root`, in the preset's order."
+class Runs(list):
+    """The usable runs of a preset at a scale (a list of `Run`), and what was left out: `missing`, the (setting, seed)
+    points without a usable record; `flagged`, the (record path, why) of records that were not used; `commit`."""
+    missing: list
+    flagged: list
+    commit: str | None = None
+
+def record_problem(rec: dict, point, scale: str) -> str | None:
+    "Why a record cannot stand for its preset point (status, settings, scale tag), or None where it can."
+    if rec.get('status') not in ('complete', 'diverged'): return f"status {rec.get('status')!r}, not complete"
+    got = run_id(rec.get('config') or {})
+    if rec.get('run_id') != point.run_id or got != point.run_id:
+        return f"its settings (run id {got}) are not the preset point's ({point.run_id})"
+    tag = (rec['config'].get('tags') or {}).get('scale')
+    if tag != scale: return f"tagged scale {tag!r}, not {scale!r}"
+    return None
+
+def majority_commit(runs: list[Run]) -> str | None:
+    "The commit most of `runs` name (ties: the first in sort order)."
+    commits = [r.record.get('git_commit') for r in runs]
+    return max(sorted(set(commits), key=str), key=commits.count) if commits else None
+
+def load_sweep(preset, scale: str = 'cpu', runs_root='runs', *, require: bool = True, commit: str | None = None) -> Runs:
+    """The usable runs of `preset` (path, name in configs/ or dict) at `scale` under `runs_root`, in the preset's order.
+    A record whose status, settings or scale tag does not match its point, or that names another commit than `commit`
+    (default: the commit most of them name; 'any': no check), is left out and listed in `flagged`, never pooled."""
     if isinstance(preset, str) and not preset.endswith(('.yaml', '.yml')) and '\n' not in preset: preset = CONFIGS/f'{preset}.yaml'
     preset = load_preset(preset)
-    runs = []
+    runs, missing, flagged = [], [], []
     for p in expand_sweep(preset, scale, runs_root):
-        rec = p.run_dir/'record.json'
-        if not rec.exists(): continue
         varying = {k: v for k, v in p.varying.items() if k != 'seed'}
-        runs.append(Run(preset['name'], _label(varying), varying, p.config['seed'], json.loads(rec.read_text()), p.run_dir))
-    if require and not runs:
+        path, label = p.run_dir/'record.json', _label(varying)
+        try: rec = json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError) as e: rec, why = None, f'unreadable ({e})'
+        else: why = record_problem(rec, p, scale) if rec is not None else None
+        if why: flagged.append((str(path), why))
+        if rec is None or why: missing.append((label, p.config['seed'])); continue
+        runs.append(Run(preset['name'], label, varying, p.config['seed'], rec, p.run_dir))
+    out = Runs(runs); out.missing, out.flagged = missing, flagged
+    out.commit = majority_commit(runs) if commit is None else commit
+    if commit != 'any':
+        for r in [r for r in out if r.record.get('git_commit') != out.commit]:
+            out.remove(r); out.missing.append((r.setting, r.seed))
+            out.flagged.append((str(r.run_dir/'record.json'), f"from commit {r.record.get('git_commit')}, not {out.commit}"))
+    if require and not out:
         raise FileNotFoundError(f"no complete run of preset {preset['name']!r} at scale {scale!r} under {runs_root}; "
                                 f"run `ratio-losses sweep configs/{preset['name']}.yaml --scale {scale}` first")
-    return runs
+    return out
 
 def one_run_per(runs: list[Run], key=None) -> dict[str, Run]:
     "The first run that did not diverge for each value of `key(run)` (default: the loss label), in order."
@@ -93,9 +127,10 @@ GREEK = {'alpha': 'α', 'beta': 'β', 'lam': 'λ', 'gamma': 'γ', 'xi': 'ξ'}
 LOSS_COLORS = {'ce': '#1f77b4', 'nllr': '#ff7f0e', 'crl': '#2ca02c', 'cce': '#9467bd', 'gce': '#d62728',
                'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf', 'focal': '#393b79',
                'lsoftmax': '#637939', 'asoftmax': '#8c6d31', 'ce+mc': '#843c39', 'lgm': '#7b4173',
-               'db+ce+center': '#525252', 'db+maxent': '#e6550d'}
+               'db+ce+center': '#525252', 'db+maxent': '#e6550d', 'ce+ical': '#31a354'}
 _NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL', 'focal': 'Focal',
-          'lsoftmax': 'L-Softmax', 'asoftmax': 'A-Softmax', 'center': 'Center', 'maxent': 'MaxEnt', 'lgm': 'LGM', 'mc': 'MC'}
+          'lsoftmax': 'L-Softmax', 'asoftmax': 'A-Softmax', 'center': 'Center', 'maxent': 'MaxEnt', 'lgm': 'LGM', 'mc': 'MC',
+          'ical': 'ICAL'}
 
 def loss_key(config: dict) -> str:
     "The colour key of a run config: 'crl', 'ce+cc', 'ce+msl', 'db+gce', ..."
@@ -620,7 +655,10 @@ class Study:
     runs_root: Path
     figures: Path
     smoke: bool
-    def runs(self, name: str) -> list[Run]: return load_sweep(self.presets[name], self.scale, self.runs_root)
+    def runs(self, name: str) -> Runs: return load_sweep(self.presets[name], self.scale, self.runs_root)
+    def has(self, name: str) -> bool:
+        "Whether preset `name` has this study's scale (the full scale has only the headline presets)."
+        return self.scale in (self.presets[name].get('scales') or {})
     def save(self, fig, stem: str) -> list[Path]: return save_figure(fig, stem, self.figures)
     def table(self, rows: list[dict], stem: str, title: str = '', note: str = '') -> str:
         write_table(rows, stem, self.figures, title, note)
@@ -635,8 +673,10 @@ class Study:
                 r.config.get('subset')) for r in runs}) == 1 else 'training subset varies')
         length = (f"{one('epochs')} epochs" if one('epochs') else f"{one('iterations')} iterations" if one('iterations')
                   else 'length varies')
+        left = getattr(runs, 'missing', [])
         return (f"{dataset_info(c['dataset']).title}, {one('backbone') or 'backbones vary'}, {size}, {length}, "
-                f"{'smoke fixture' if self.smoke else self.scale + ' scale'}")
+                f"{'smoke fixture' if self.smoke else self.scale + ' scale'}"
+                + (f"; {len(left)} of {len(runs) + len(left)} runs missing or left out" if left else ''))
 
 def open_study(names, smoke: bool = True, runs_root=None, scale: str = 'cpu', figures=None) -> Study:
     "The presets `names` (configs/NAME.yaml) and their runs; in smoke mode tiny runs are trained where missing."

@@ -175,3 +175,55 @@ def test_analysis_notebook_writes_every_file_deterministically(name, smoke_root,
         for row, key in zip(rows, keys):
             vals = by_loss[key]
             assert float(row['mean']) == pytest.approx(statistics.mean(vals)) and int(row['n_seeds']) == len(vals) == 2
+
+
+# --- the report ------------------------------------------------------------------------------------------------------
+def test_report_notebook_answers_every_claim_deterministically(smoke_root, tmp_path):
+    "The report notebook on the smoke runs: 23 rows, each with a verdict of the rule, the same bytes twice."
+    from ratio_losses.report import VERDICTS
+    texts = []
+    for out in ('a', 'b'):
+        args = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'analysis'/'report.ipynb'),
+                str(tmp_path/f'{out}.ipynb'), '--no-progress-bar', '-p', 'runs_root', str(smoke_root),
+                '-p', 'report', str(tmp_path/out/'REPORT.md')]
+        r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        texts.append((tmp_path/out/'REPORT.md').read_text())
+    assert texts[0] == texts[1]
+    rows = [line for line in texts[0].splitlines() if line.startswith('| **C')]
+    assert [row.split('**')[1] for row in rows] == [f'C{i}' for i in range(1, 24)]
+    assert all(any(f'**{v}**' in row for v in VERDICTS) for row in rows)
+    assert 'None: every point of every preset has its record' in texts[0]          # every smoke record is used
+
+
+def test_committed_report_is_what_the_committed_records_give(tmp_path):
+    "figures/REPORT.md is exactly what ratio_losses.report writes from results/ (nobody edited one without the other)."
+    from ratio_losses.report import write_report
+    path, _ = write_report(ROOT/'results', tmp_path/'REPORT.md')
+    assert path.read_text() == (ROOT/'figures'/'REPORT.md').read_text(), 'run `make figures` and commit figures/REPORT.md'
+
+
+def test_load_sweep_leaves_out_records_that_do_not_match(smoke_root, tmp_path):
+    "A record with edited settings or from another commit is listed and left out of the tables, never pooled."
+    import shutil
+    root = tmp_path/'runs'
+    shutil.copytree(smoke_root/'cpu'/'crl_table4', root/'cpu'/'crl_table4')
+    preset = an.smoke_preset('crl_table4')
+    runs = an.load_sweep(preset, 'cpu', root)
+    assert not runs.flagged and not runs.missing
+    a, b = runs[0].run_dir/'record.json', runs[1].run_dir/'record.json'
+    rec = json.loads(a.read_text()); rec['config']['lr'] = 1.0; a.write_text(json.dumps(rec))
+    rec = json.loads(b.read_text()); rec['git_commit'] = 'f' * 40; b.write_text(json.dumps(rec))
+    again = an.load_sweep(preset, 'cpu', root)
+    assert len(again) == len(runs) - 2 and len(again.missing) == 2
+    whys = ' '.join(why for _, why in again.flagged)
+    assert 'its settings (run id' in whys and 'from commit ' + 'f' * 40 in whys
+    assert '2 of' in an.Study({}, 'cpu', root, tmp_path, False).describe(again)
+
+
+def test_readme_shows_the_reports_headline():
+    "The README's full-scale table is the report's, byte for byte (`make figures` copies it; nobody types numbers)."
+    from ratio_losses.report import README_END, README_START, headline_section
+    readme = (ROOT/'README.md').read_text()
+    block = readme[readme.index(README_START) + len(README_START):readme.index(README_END)].strip('\n')
+    assert block == headline_section((ROOT/'figures'/'REPORT.md').read_text()), 'run `make figures` and commit README.md'
