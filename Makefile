@@ -28,13 +28,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup venv data figures test check-clean check-export nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
+.PHONY: help setup venv data figures resume-full test check-clean check-export nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)"
 	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 5 seeds; ~3.5 h on 2 cores): resumes results/"
 	@echo "make figures     the papers' figures and tables, and figures/REPORT.md, from the committed records of results/"
 	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
+	@echo "make resume-full the missing full-scale points, trained from the commit the committed records name"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
 	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, the cost of pinned CPU kernels)"
@@ -79,7 +80,7 @@ ifeq ($(SCALE),full)
 # The full scale trains into results/ itself: its committed records are complete points, so they are never trained
 # again, and an interrupted sweep resumes where it stopped. Presets in the order of issue 14's list (cut from the end).
 REPRO_RUNS ?= results
-PRESETS ?= configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml
+PRESETS ?= $(FULL_PRESETS)
 POINT_TIMEOUT ?= 3600
 FIGURES ?= figures/full
 else ifeq ($(SCALE),cpu)
@@ -90,6 +91,23 @@ FIGURES ?= figures
 else
 $(error SCALE=$(SCALE) is unknown: use SCALE=cpu (the default) or SCALE=full)
 endif
+# The full scale's presets, in the order of issue 14's list; `make resume-full` finishes them from the commit the
+# committed records name (a git worktree of it, with its own environment), so a scale never mixes code versions.
+FULL_PRESETS := configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml
+resume-full: setup
+	@c=$$($(PY) -c "from ratio_losses.report import load_scale; print(load_scale('results', 'full').commit or '')"); \
+	[ -n "$$c" ] || { echo "no full-scale record in results/full yet: start it with make reproduce SCALE=full"; exit 1; }; \
+	case "$$c" in *+dirty) echo "the full-scale records name $$c: a dirty tree cannot be checked out again"; exit 1;; esac; \
+	wt=.worktrees/full-$${c:0:7}; \
+	[ -d $$wt ] || git worktree add --detach $$wt $$c; \
+	if [ ! -x $$wt/.venv/bin/ratio-losses ]; then \
+	  $(PYTHON) -m venv $$wt/.venv && \
+	  $(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > $$($$wt/.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/ratio_losses_deps.pth && \
+	  $$wt/.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e $$wt && \
+	  $$wt/.venv/bin/python -m ipykernel install --sys-prefix --name ratio_losses >/dev/null; fi; \
+	echo "full scale: resuming from $$wt (commit $$c) into results/full"; \
+	cd $$wt && .venv/bin/ratio-losses sweep $(FULL_PRESETS) --scale full --workers $(WORKERS) --runs-root "$(abspath results)" --timeout 3600
+
 # Where `make figures` reads the runs: the committed records of results/ unless told otherwise. The report reads both
 # scales of the same folder.
 RUNS ?= results
