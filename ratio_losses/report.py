@@ -685,9 +685,12 @@ def headline_table(records: ScaleRecords) -> str:
     if ce: rows += ['', f"Plain CE reaches {100 - np.mean(ce):.2f} % mean test accuracy over its {len(ce)} seeds "
                         f"(the full scale asks for at least 91.5 %)."]
     runs = [r for v in records.runs.values() for r in v]
-    if runs: rows += ['', f"{len(runs)} runs from commit `{(records.commit or 'unknown')[:7]}`, {busy_seconds(records) / 3600:.2f} h "
+    trained = [r for r in runs if not r.record.get('reused_from')]        # a run two presets share is trained once
+    if runs: rows += ['', f"{len(runs)} records ({len(trained)} runs trained, {len(runs) - len(trained)} copies of a run two "
+                          f"presets share) from commit `{(records.commit or 'unknown')[:7]}`, {busy_seconds(records) / 3600:.2f} h "
                           f"of machine time ({sorted({r.record.get('device_name') for r in runs}, key=str)[0]}, "
-                          f"{runs[0].config.get('threads')} thread per run, {sum(r.record['wall_seconds'] for r in runs) / max(busy_seconds(records), 1e-9):.1f} "
+                          f"{runs[0].config.get('threads')} thread per run, "
+                          f"{sum(r.record['wall_seconds'] for r in trained) / max(busy_seconds(records), 1e-9):.1f} "
                           f"runs at a time on average); missing or left out: "
                           f"{sum(len(s) for p in records.missing.values() for s in p.values())}."]
     return '\n'.join(rows)
