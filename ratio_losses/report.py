@@ -170,7 +170,9 @@ def _ms(v: dict) -> str:
     "mean ± sd of the finite values; runs without a final value (diverged) are counted, never averaged."
     x = np.array([u for u in v.values() if not math.isnan(u)])
     lost = len(v) - x.size
-    s = ('no runs' if not v else 'no value') if x.size == 0 else f"{x.mean():.2f} ± {x.std(ddof=1):.2f}" if x.size > 1 else f"{x.mean():.2f}"
+    nd = 3 if x.size and abs(x.mean()) < 1 else 2                     # probabilities and ratios: one more digit
+    s = ('no runs' if not v else 'no value') if x.size == 0 else \
+        f"{x.mean():.{nd}f} ± {x.std(ddof=1):.{nd}f}" if x.size > 1 else f"{x.mean():.{nd}f}"
     return s + (f" ({lost} of {len(v)} diverged)" if lost else '')
 
 def paired_test(a: dict, b: dict, what: str, expect: int, names=('a', 'b')) -> Test:
@@ -538,7 +540,7 @@ def _p(p: float) -> str:
     if math.isnan(p): return '–'
     return '< 0.001' if p < 0.001 else f'= {p:.3f}'
 
-def _num(v: float) -> str: return '–' if math.isnan(v) else f'{v:+.2f}'
+def _num(v: float) -> str: return '–' if math.isnan(v) else f'{v:+.3f}' if abs(v) < 0.1 else f'{v:+.2f}'
 
 def _tests_cell(tests: list[Test], records: ScaleRecords | None) -> str:
     if not tests: return '–'
