@@ -422,6 +422,10 @@ def curves(runs: list[Run], columns=('test_error',), x: str = 'epoch', smooth: f
             ax.plot(d['x'], d['mean'], 'o', color=d['color'], alpha=0.35, ms=3)
         ax.set(xlabel=x, ylabel=yl); ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ys = np.abs(np.concatenate([d['mean'] for d in data[col].values()] or [np.zeros(1)]))
+        if ys.size and np.nanmax(ys) > 1e3 * max(np.nanmedian(ys), 1e-12):   # a loss unbounded below (NLLR) next to bounded ones
+            ax.set_yscale('symlog', linthresh=1.0); ax.set_ylabel(f'{yl} (symlog)')
+            ax.yaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(base=1e4, linthresh=1.0))
     axs[0][0].legend(fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
