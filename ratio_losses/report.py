@@ -719,8 +719,8 @@ def headline_figure(records: ScaleRecords):
         if abs(t.diff) > OFF_SCALE:          # a collapsed run (NLLR at 90 % error) would squash every other row
             x = math.copysign(limit, t.diff)
             ax.plot(x, i, '>' if t.diff > 0 else '<', color=loss_color(key))
-            ax.annotate(f"{t.diff:+.1f} (off scale)", (x, i), xytext=(-6 if t.diff > 0 else 6, 6), textcoords='offset points',
-                        ha='right' if t.diff > 0 else 'left', fontsize=7)
+            ax.annotate(f"{t.diff:+.1f} (off scale)", (x, i), xytext=(-8 if t.diff > 0 else 8, 0), textcoords='offset points',
+                        ha='right' if t.diff > 0 else 'left', va='center', fontsize=7)
             continue
         lo, hi = (t.lo, t.hi) if not math.isnan(t.lo) else (t.diff, t.diff)
         ax.errorbar(t.diff, i, xerr=[[t.diff - lo], [hi - t.diff]], fmt='o', color=loss_color(key), capsize=3)
