@@ -95,7 +95,7 @@ endif
 # committed records name (a git worktree of it, with its own environment), so a scale never mixes code versions.
 FULL_PRESETS := configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml
 resume-full: setup
-	@c=$$($(PY) -c "from ratio_losses.report import load_scale; print(load_scale('results', 'full').commit or '')"); \
+	@c=$$($(PY) -c "from ratio_losses.records import load_scale; print(load_scale('results', 'full').commit or '')"); \
 	[ -n "$$c" ] || { echo "no full-scale record in results/full yet: start it with make reproduce SCALE=full"; exit 1; }; \
 	case "$$c" in *+dirty) echo "the full-scale records name $$c: a dirty tree cannot be checked out again"; exit 1;; esac; \
 	wt=.worktrees/full-$${c:0:7}; \
