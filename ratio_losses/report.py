@@ -50,14 +50,10 @@ def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[Cla
        its undecided tests); not testable here when no scale has the runs, or the claim's precondition fails."""
     results = []
     for c in claims:
-        tests = {}
-        for scale in ('full', 'cpu'):
-            if c.get(scale) and scale in records_by_scale:
-                ts = [t for t in c[scale](records_by_scale[scale]) if t.n >= 2]
-                if ts: tests[scale] = ts
-        results.append(ClaimResult(c, tests))
-        results[-1].untested = {scale: [t for t in c[scale](records_by_scale[scale]) if t.n < 2]
-                                for scale in ('full', 'cpu') if c.get(scale) and scale in records_by_scale and scale not in tests}
+        built = {scale: c[scale](records_by_scale[scale]) for scale in ('full', 'cpu') if c.get(scale) and scale in records_by_scale}
+        r = ClaimResult(c, {s: [t for t in ts if t.n >= 2] for s, ts in built.items() if any(t.n >= 2 for t in ts)})
+        r.untested = {s: [t for t in ts if t.n < 2] for s, ts in built.items() if s not in r.tests}
+        results.append(r)
     for paper in PAPERS:
         for scale in ('full', 'cpu'):
             family = [t for r in results if r.claim['paper'] == paper for t in r.tests.get(scale, [])]
@@ -240,11 +236,12 @@ def headline_table(records: ScaleRecords) -> str:
                         f"(the full scale asks for at least 91.5 %)."]
     runs = [r for v in records.runs.values() for r in v]
     trained = [r for r in runs if not r.record.get('reused_from')]        # a run two presets share is trained once
+    busy = busy_seconds(records)
     if runs: rows += ['', f"{len(runs)} records ({len(trained)} runs trained, {len(runs) - len(trained)} copies of a run two "
-                          f"presets share) from commit `{(records.commit or 'unknown')[:7]}`, {busy_seconds(records) / 3600:.2f} h "
+                          f"presets share) from commit `{(records.commit or 'unknown')[:7]}`, {busy / 3600:.2f} h "
                           f"of machine time ({sorted({r.record.get('device_name') for r in runs}, key=str)[0]}, "
                           f"{runs[0].config.get('threads')} thread per run, "
-                          f"{sum(r.record['wall_seconds'] for r in trained) / max(busy_seconds(records), 1e-9):.1f} "
+                          f"{sum(r.record['wall_seconds'] for r in trained) / max(busy, 1e-9):.1f} "
                           f"runs at a time on average); missing or left out: "
                           f"{sum(len(s) for p in records.missing.values() for s in p.values())}."]
     return '\n'.join(rows)
