@@ -32,7 +32,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)"
-	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 5 seeds; ~3.5 h on 2 cores): resumes results/"
+	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 5 seeds; hours on 2 cores): resumes results/"
 	@echo "make figures     the papers' figures and tables, and figures/REPORT.md, from the committed records of results/"
 	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
 	@echo "make resume-full the missing full-scale points, trained from the commit the committed records name"

@@ -80,7 +80,8 @@ def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[Cla
             r.detail = (f"{outs.count('supports')} of {len(outs)} comparisons significant as claimed; " if len(outs) > 1 else '') + \
                        (f"smallest detectable difference {mdd:.2f}" if not math.isnan(mdd) else 'no spread to size a detectable difference')
         if r.scale == 'cpu':
-            r.detail = ('cpu scale only (3 seeds, 2,000 training images: underpowered)' + ('; ' + r.detail if r.detail else ''))
+            seeds = max(t.n for t in r.tests['cpu'])
+            r.detail = (f'cpu scale only ({seeds} seeds: underpowered)' + ('; ' + r.detail if r.detail else ''))
     return results
 
 # %% ../nbs/08d_report.ipynb #8b530772
@@ -163,7 +164,7 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
             'difference** otherwise (with the largest smallest-detectable difference among its undecided tests), and '
             '**not testable here** when no scale has its runs or its precondition fails.',
             '- The verdict comes from the full scale where the claim has full-scale runs, else from the cpu scale, marked '
-            '"cpu scale only" (3 seeds: underpowered). The math claims (C7, C8, C23) are settled by autograd checks.',
+            '"cpu scale only" with its number of seeds (few: underpowered). The math claims (C7, C8, C23) are settled by autograd checks.',
             '- A record is used only if its settings (run id), scale tag and status match its preset point and it comes '
             'from the commit most of its scale\'s records come from; the others are listed below, never pooled.', '',
             '## Verdicts', '', ' · '.join(f"{v}: **{n}**" for v, n in counts.items()), '',
