@@ -230,7 +230,9 @@ def headline_table(records: ScaleRecords) -> str:
         for name, sel in settings:
             va = values(records, preset, sel)
             t = paired_test(va, vb, name, -1)
-            rows.append(f"| | {name} | {mean_sd(va)} | {sum(not math.isnan(v) for v in va.values())} | "
+            # no run, and none of the preset's points missing: the setting is not in this scale's grid (cut, or never in it)
+            shown = 'not in this scale' if not va and not records.missing.get(preset) else mean_sd(va)
+            rows.append(f"| | {name} | {shown} | {sum(not math.isnan(v) for v in va.values())} | "
                         f"{_num(t.diff)} [{_num(t.lo)}, {_num(t.hi)}] | {_p(t.p).lstrip('= ')} |")
     ce = [v for v in values(records, 'crl_table4', {'loss': 'ce'}).values() if not math.isnan(v)]
     if ce: rows += ['', f"Plain CE reaches {100 - np.mean(ce):.2f} % mean test accuracy over its {len(ce)} seeds "
