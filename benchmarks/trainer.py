@@ -112,7 +112,7 @@ def main():
         if r.returncode: sys.exit(f'papermill failed:\n{r.stderr[-3000:]}')
         # what a sweep worker pays per point: papermill is imported once per worker, each point starts a new kernel
         import papermill as pm
-        from ratio_losses.sweep import kernel_name
+        from ratio_losses.executors import kernel_name
         t = time.perf_counter()
         pm.execute_notebook(str(ROOT/'nbs'/'experiments'/'train.ipynb'), f'{tmp}/out2.ipynb', kernel_name=kernel_name(),
                             parameters={**cfg, 'out_dir': f'{tmp}/papermill2'}, progress_bar=False)

@@ -77,29 +77,62 @@ def _train(args) -> int:
     return 0
 
 # %% ../nbs/07_cli.ipynb #72b2b9d9
+_LAUNCHER_FLAGS = ('executor', 'workers', 'partition', 'account', 'qos', 'time_min', 'cpus', 'mem_gb', 'gpus', 'tasks',
+                   'signal_delay_s')
+
+def _launcher_flags(args) -> dict:
+    "The launcher keys the sweep's flags set (None where not given: the preset's value stands)."
+    flags = {k: getattr(args, k) for k in _LAUNCHER_FLAGS}
+    sbatch = {}
+    for item in args.sbatch or []:
+        key, sep, value = item.lstrip('-').partition('=')
+        if not key: raise ValueError(f"--sbatch {item!r}: write NAME=VALUE (or NAME for a flag), e.g. --sbatch constraint=a100")
+        sbatch[key] = value if sep else True
+    flags['sbatch'] = sbatch or None
+    flags['setup'] = args.setup or None
+    flags['cancel_on_interrupt'] = True if args.cancel_on_interrupt else None
+    return flags
+
 def _sweep(args) -> int:
-    from ratio_losses.sweep import check_runs_root, expand_sweep, load_preset, preflight_points, run_sweep, select_points
+    from ratio_losses.sweep import (check_runs_root, expand_sweep, load_preset, preflight_points, preset_launcher,
+                                    run_sweep, select_points, sweep_status)
     presets = [load_preset(p) for p in args.configs]
     if len(presets) > 1:   # a preset without this scale (CRL Table VII has no cpu scale) is skipped, with a note
         for p in [p for p in presets if args.scale not in (p.get('scales') or {args.scale: {}})]:
             print(f"{p['name']}: no {args.scale} scale; skipped ({(p.get('description') or '').strip()[:120]})")
         presets = [p for p in presets if args.scale in (p.get('scales') or {args.scale: {}})]
-    # every point is checked before the first one runs: its config, then (unless a dry run) this machine's data for it
+    # every point is checked before the first one runs: its config, its launcher, then this machine's data for it
     chosen = {p['name']: select_points(expand_sweep(p, args.scale, args.runs_root), args.only) for p in presets}
     if not any(chosen.values()):
         raise ValueError(f"--only {args.only!r} matches no point of {', '.join(chosen)}; see their labels with --dry-run")
     presets = [p for p in presets if chosen[p['name']]]
+    flags = _launcher_flags(args)
+    launchers = {p['name']: preset_launcher(p, args.scale, flags) for p in presets}
+    if args.status:
+        for p in presets: sweep_status(p, args.scale, args.runs_root, args.only); print()
+        return 0
     if not args.dry_run:
         check_runs_root(args.runs_root)
         preflight_points([pt for pts in chosen.values() for pt in pts if pt.status() != 'complete'])
-    failed = 0
-    for p in presets:
-        res = run_sweep(p, args.scale, workers=args.workers, runs_root=args.runs_root, dry_run=args.dry_run,
-                        only=args.only, timeout=args.timeout, progress=not args.no_progress, check=False)
-        failed += sum(r['status'] == 'failed' for r in res)
-        print()
-    if not args.dry_run: print(f"results: {Path(args.runs_root)/args.scale/'results.csv'} (one row per run); "
-                               f"records and notebooks under {Path(args.runs_root)/args.scale}/")
+    failed, submitted = 0, []
+    try:
+        for p in presets:
+            res = run_sweep(p, args.scale, runs_root=args.runs_root, dry_run=args.dry_run, only=args.only,
+                            timeout=args.timeout, progress=not args.no_progress, check=False, launcher=launchers[p['name']],
+                            wait=not args.no_wait, print_summary=not args.no_wait)
+            failed += sum(r['status'] == 'failed' for r in res)
+            submitted += [r['job_id'] for r in res if r['status'] == 'submitted']
+            print()
+    except KeyboardInterrupt:
+        print("\ninterrupted: the sweep stopped waiting (its jobs were cancelled unless you said no). No point counts as "
+              "failed: run the same command again to resume them from their checkpoints.", file=sys.stderr)
+        return 130
+    if args.no_wait and not args.dry_run:
+        print(f"submitted {len(submitted)} job(s): {', '.join(submitted) or 'none'}. Follow them with the same command "
+              "and --status; run it again (without --no-wait) to collect the results.")
+    elif not args.dry_run:
+        print(f"results: {Path(args.runs_root)/args.scale/'results.csv'} (one row per run); "
+              f"records and notebooks under {Path(args.runs_root)/args.scale}/")
     if failed: print(f'error: {failed} point(s) failed (listed above with their notebooks)', file=sys.stderr)
     return 1 if failed else 0
 
@@ -149,18 +182,38 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser('sweep', help='run presets (configs/*.yaml) through the experiment notebook')
     s.add_argument('configs', nargs='+', help='preset YAML files')
     s.add_argument('--scale', choices=list(SCALES), default='cpu')
-    s.add_argument('--workers', type=_positive_int, default=1, help='points run in parallel (processes)')
+    s.add_argument('--workers', type=_non_negative_int, help='points at once: local processes (default 1), or the Slurm '
+                   "array's %%N (default: no limit)")
     s.add_argument('--runs-root', default='runs', help='where runs go: RUNS_ROOT/SCALE/PRESET/POINT (default: runs)')
     s.add_argument('--dry-run', action='store_true', help='list the points and their state; run nothing')
     s.add_argument('--only', help='run only the points whose label matches this regular expression')
     s.add_argument('--timeout', type=float, help='seconds allowed per notebook cell')
     s.add_argument('--no-progress', action='store_true')
+    x = s.add_argument_group('where the points run (override the preset\'s launcher: section)')
+    x.add_argument('--executor', choices=['local', 'slurm', 'debug'], help='local processes (default), Slurm jobs, or in-process')
+    x.add_argument('--no-wait', action='store_true', help='submit the Slurm jobs, print their ids and return')
+    x.add_argument('--status', action='store_true', help="show each point's state (records, claims, the scheduler); run nothing")
+    x.add_argument('--cancel-on-interrupt', action='store_true', help='Ctrl-C cancels the started jobs without asking')
+    x.add_argument('--partition'); x.add_argument('--account'); x.add_argument('--qos')
+    x.add_argument('--time-min', type=_positive_int, help='time limit of each job, minutes (default 60)')
+    x.add_argument('--cpus', type=_positive_int, help='CPUs per task (default 2)')
+    x.add_argument('--mem-gb', type=float, help='memory per job, GB')
+    x.add_argument('--gpus', type=_non_negative_int, help='GPUs per job (paper-scale presets: 1)')
+    x.add_argument('--tasks', type=_positive_int, help='tasks per job: more than one trains the point data-parallel')
+    x.add_argument('--signal-delay-s', type=_non_negative_int, help='Slurm signals a job this long before its limit (90)')
+    x.add_argument('--sbatch', action='append', metavar='NAME=VALUE', help='another sbatch option; repeatable')
+    x.add_argument('--setup', action='append', metavar='LINE', help="a shell line each job runs first; repeatable")
     s.set_defaults(func=_sweep)
     d = sub.add_parser('datasets', help='list the datasets and where they were found')
     d.add_argument('--root', default=None)
     d.add_argument('-v', '--verbose', action='store_true', help='say how to get the missing ones')
     d.set_defaults(func=_datasets)
     return p
+
+def _non_negative_int(s: str) -> int:
+    v = int(s)
+    if v < 0: raise argparse.ArgumentTypeError(f'{s} is not an integer >= 0')
+    return v
 
 def _positive_int(s: str) -> int:
     v = int(s)

@@ -10,14 +10,12 @@ import dataclasses
 import itertools
 import json
 import math
-import multiprocessing as mp
 import os
 import re
 import shutil
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,17 +23,20 @@ import torch
 from tqdm.auto import tqdm
 
 import ratio_losses
-from .core import atomic_path, numeric_env, yaml_load
+from .core import atomic_path, yaml_load
+from .executors import (Launcher, claim_is_live, kernel_name, merge_launchers, read_claim,
+                                    run_points, slurm_states)
 from .train import (CONFIG_KEYS, check_writable, config_from_dict, preflight, read_record, read_results, run_id,
                                 write_json)
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
-           'kernel_name', 'select_points', 'check_runs_root', 'preflight_points', 'run_sweep', 'summary_table']
+           'select_points', 'check_runs_root', 'preflight_points', 'preset_launcher', 'jobs_folder', 'run_sweep',
+           'point_state', 'sweep_status', 'summary_table']
 
 # %% ../nbs/05_sweep.ipynb #e1caafcc
-PRESET_KEYS = ('name', 'title', 'paper', 'tables', 'description', 'reference', 'fixed', 'grid', 'seeds', 'scales', 'notes')
-SCALE_KEYS = ('fixed', 'grid', 'seeds', 'notes')
+PRESET_KEYS = ('name', 'title', 'paper', 'tables', 'description', 'reference', 'fixed', 'grid', 'seeds', 'scales', 'launcher', 'notes')
+SCALE_KEYS = ('fixed', 'grid', 'seeds', 'launcher', 'notes')
 SCALES = ('cpu', 'full', 'paper')   # cpu: a 2,000-image check; full: all of Fashion-MNIST; paper: the papers' own settings
 EXPERIMENT_NOTEBOOK = Path(ratio_losses.__file__).resolve().parent.parent/'nbs'/'experiments'/'train.ipynb'
 
@@ -153,52 +154,6 @@ def expand_sweep(preset, scale: str = 'cpu', runs_root='runs') -> list[SweepPoin
     return points
 
 # %% ../nbs/05_sweep.ipynb #7d19d74e
-def kernel_name() -> str:
-    "A Jupyter kernel that runs this Python: 'ratio_losses' if installed for it, else the venv's 'python3'."
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    ksm = KernelSpecManager()
-    for name in ('ratio_losses', 'python3'):
-        try: spec = ksm.get_kernel_spec(name)
-        except NoSuchKernel: continue
-        exe = spec.argv[0]
-        if exe in ('python', 'python3') or Path(exe).resolve() == Path(sys.executable).resolve(): return name
-    raise RuntimeError(f"no Jupyter kernel runs {sys.executable}; install one with "
-                       f"`{sys.executable} -m ipykernel install --sys-prefix --name ratio_losses` (make setup does)")
-
-def _done(rec: dict, seconds: float, nb: Path, status: str = 'done') -> dict:
-    return {'status': 'diverged' if rec['status'] == 'diverged' else status, 'test_error': rec['final'].get('test_error'),
-            'seconds': seconds, 'notebook': str(nb)}
-
-def _execute_point(config: dict, notebook: str, kernel: str, timeout: float | None) -> dict:
-    """Worker: run one point through papermill, its kernel started with the CPU kernels pinned to the point's
-    `cpu_isa` (`numeric_env`); never raises (a failure is returned with the notebook's path). A point whose record
-    exists is not executed again, and only an execution that trained the point replaces its executed notebook."""
-    import papermill as pm
-    start, wall, out = time.perf_counter(), time.time(), Path(config['out_dir'])
-    out.mkdir(parents=True, exist_ok=True)
-    nb, running = out/'notebook.ipynb', out/'notebook.running.ipynb'
-    rec = read_record(out/'record.json')
-    if rec is not None: return _done(rec, 0.0, nb, 'complete')
-    pins = numeric_env(config.get('cpu_isa', 'avx2'))
-    saved = {k: os.environ.get(k) for k in pins}
-    os.environ.update(pins)                      # the kernel inherits this process's environment
-    try:
-        pm.execute_notebook(notebook, str(running), parameters=config, kernel_name=kernel, progress_bar=False,
-                            log_output=False, execution_timeout=timeout, cwd=str(out))
-        rec = json.loads((out/'record.json').read_text())
-        return _done(rec, time.perf_counter() - start, nb)
-    except BaseException as e:  # papermill's execution error, a dead kernel, a timeout: report, go on
-        msg = f'{getattr(e, "ename", type(e).__name__)}: {getattr(e, "evalue", e)}'
-        return {'status': 'failed', 'error': msg.strip()[:2000], 'seconds': time.perf_counter() - start, 'notebook': str(nb)}
-    finally:
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-        record = out/'record.json'
-        if running.exists():   # keep an executed notebook that trained (or failed); never one that found the run done
-            if not record.exists() or record.stat().st_mtime >= wall: os.replace(running, nb)
-            else: running.unlink()
-
 def _complete_runs(table: Path) -> dict[str, Path]:
     "run_id -> directory of every run the scale's results table lists whose record is there (any preset)."
     if not table.exists(): return {}
@@ -245,18 +200,56 @@ def preflight_points(points: list[SweepPoint]) -> None:
         except (ValueError, FileNotFoundError) as e:
             raise ValueError(f"preset {p.sweep!r} ({p.scale}), point {p.label}: {e}") from None
 
-def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs', dry_run: bool = False,
+def preset_launcher(preset, scale: str, launcher=None, workers: int | None = None) -> Launcher:
+    "The preset's `launcher:` section, then its scale's, then `launcher` (the CLI's flags), then `workers`."
+    preset = load_preset(preset)
+    section = ((preset.get('scales') or {}).get(scale) or {}).get('launcher')
+    given = dataclasses.asdict(launcher) if isinstance(launcher, Launcher) else launcher
+    return merge_launchers(preset.get('launcher'), section, given, {'workers': workers},
+                           where=f"preset {preset['name']!r} ({scale}): launcher")
+
+def jobs_folder(runs_root, scale: str, preset_name: str) -> Path:
+    "Where the jobs of a preset write their logs: RUNS_ROOT/SCALE/.jobs/PRESET/ (submitit's %j_%t_log.out/.err)."
+    return Path(runs_root).resolve()/scale/'.jobs'/preset_name
+
+def _note_failure(point: SweepPoint, res: dict):
+    "A failed point leaves failure.json (error, job id, notebook) for --status; a point that ran well clears it."
+    path = point.run_dir/'failure.json'
+    if res['status'] == 'failed':
+        point.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, {k: res.get(k) for k in ('error', 'job_id', 'notebook')} | {'at': time.time()})
+    elif res['status'] in ('done', 'complete', 'diverged'): path.unlink(missing_ok=True)
+
+def _line(point: SweepPoint, res: dict) -> str:
+    "The one line a finished point prints."
+    s, label = res['status'], f"{point.sweep}: {point.label}"
+    if s == 'failed': return f"FAILED   {label}\n  {res['error'].strip()}\n  notebook: {res['notebook']}".replace('\n', '\n  ')
+    if s == 'claimed':
+        c = res.get('claim') or {}
+        return f"skipped  {label}: queued or running elsewhere ({_claim_text(c)})"
+    if s == 'submitted': return f"queued   {label}: Slurm job {res['job_id']}"
+    err = f"test error {100 * res['test_error']:.2f} %" if res.get('test_error') is not None else 'no test error'
+    return f"{s:8} {label}: {err}, {res.get('seconds', 0):.0f} s"
+
+def _claim_text(c: dict) -> str:
+    return f"Slurm job {c['slurm_job']}" if c.get('slurm_job') else f"process {c.get('pid')} on {c.get('host')}"
+
+def run_sweep(preset, scale: str = 'cpu', *, workers: int | None = None, runs_root='runs', dry_run: bool = False,
               only: str | None = None, notebook=None, timeout: float | None = None, progress: bool = True,
-              print_summary: bool = True, check: bool = True) -> list[dict]:
-    """Run the points of `preset` at `scale` (see above); returns one result per point: point, status, test error, paths.
-    With `check` (the default), `preflight_points` checks the points to train before any kernel starts."""
+              print_summary: bool = True, check: bool = True, launcher: Launcher | dict | None = None,
+              wait: bool = True) -> list[dict]:
+    """Run the points of `preset` at `scale` through the executor of `launcher` (see above); returns one result per
+    point: point, status, test error, paths. With `check` (the default), `preflight_points` checks the points to train
+    before any job starts. Without `wait` (Slurm only) the jobs are submitted and their ids returned."""
     preset = load_preset(preset)
     points = expand_sweep(preset, scale, runs_root)
     points = select_points(points, only)
     if not points:
         raise ValueError(f"only={only!r} matches none of the points of preset {preset['name']!r} ({scale}); "
                          "see their labels with --dry-run")
-    if not isinstance(workers, int) or workers < 1: raise ValueError(f"workers={workers!r} must be a positive integer")
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers={workers!r} must be a positive integer")
+    L = preset_launcher(preset, scale, launcher, workers)
     notebook = str(notebook or EXPERIMENT_NOTEBOOK)
     if not Path(notebook).is_file(): raise ValueError(f"notebook={notebook!r} does not exist")
     results = [{'point': p, 'status': p.status(), 'test_error': None, 'seconds': 0.0, 'notebook': str(p.run_dir/'notebook.ipynb')}
@@ -282,22 +275,55 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int = 1, runs_root='runs',
         if reused: r.update(reused)
         else: jobs.append(r)
     if check: preflight_points([r['point'] for r in jobs])
-    kernel = kernel_name()
     bar = tqdm(total=len(results), initial=len(results) - len(jobs), desc=f"{preset['name']} ({scale})",
-               disable=not progress)
-    def finish(r, res):
-        r.update(res); bar.update(1)
-        if res['status'] == 'failed': tqdm.write(f"FAILED {r['point'].label}: {res['error']}\n  notebook: {res['notebook']}")
-    configs = [(r, {**r['point'].config, 'progress': False}) for r in jobs]      # threads: the point's own, as set
-    if workers == 1:
-        for r, cfg in configs: finish(r, _execute_point(cfg, notebook, kernel, timeout))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as pool:
-            futures = {pool.submit(_execute_point, cfg, notebook, kernel, timeout): r for r, cfg in configs}
-            for f in as_completed(futures): finish(futures[f], f.result())
-    bar.close()
+               disable=not progress, leave=False)
+    def finish(i, res):
+        r = jobs[i]; r.update(res); bar.update(1)
+        _note_failure(r['point'], res)
+        if progress or res['status'] == 'failed': tqdm.write(_line(r['point'], res))
+    if jobs:
+        configs = [(i, {**r['point'].config, 'progress': False}) for i, r in enumerate(jobs)]   # threads: the point's own
+        try:
+            run_points(configs, L, jobs_folder(runs_root, scale, preset['name']), notebook=notebook, kernel=kernel_name(),
+                       timeout=timeout, wait=wait, on_result=finish)
+        finally: bar.close()
+    else: bar.close()
     if print_summary: print(summary_table(results, f"{preset['name']} ({scale})"))
     return results
+
+def point_state(point: SweepPoint, states: dict | None = None) -> dict:
+    "Where a point stands: complete, diverged, queued, running, failed, resumable or new, with its job and error."
+    rec = read_record(point.run_dir/'record.json', move_corrupt=False) if (point.run_dir/'record.json').exists() else None
+    if rec is not None:
+        return {'state': 'diverged' if rec['status'] == 'diverged' else 'complete', 'test_error': rec['final'].get('test_error')}
+    claim = read_claim(point.run_dir)
+    if claim_is_live(claim, states if claim and claim.get('slurm_job') and states is not None else None):
+        state = (states or {}).get(str(claim.get('slurm_job')), 'RUNNING' if not claim.get('slurm_job') else '')
+        return {'state': 'queued' if state in ('PENDING', 'REQUEUED', 'REQUEUE_HOLD') else 'running',
+                'job': _claim_text(claim), 'slurm_state': state}
+    failure = read_record(point.run_dir/'failure.json', move_corrupt=False) if (point.run_dir/'failure.json').exists() else None
+    if failure: return {'state': 'failed', 'job': failure.get('job_id'), 'error': (failure.get('error') or '').strip()}
+    return {'state': point.status()}
+
+def sweep_status(preset, scale: str = 'cpu', runs_root='runs', only: str | None = None, show: bool = True) -> list[dict]:
+    "Each point's `point_state` (from its records, claims and the scheduler: one `squeue` call), printed as a table."
+    preset = load_preset(preset)
+    points = select_points(expand_sweep(preset, scale, runs_root), only)
+    claims = [read_claim(p.run_dir) for p in points]
+    states = slurm_states([c['slurm_job'] for c in claims if c and c.get('slurm_job')])
+    rows = [{'point': p, **point_state(p, states)} for p in points]
+    if show:
+        counts = {}
+        for r in rows: counts[r['state']] = counts.get(r['state'], 0) + 1
+        print(f"{preset['name']} ({scale}): {len(rows)} points: " + ', '.join(f'{n} {s}' for s, n in counts.items()))
+        width = max(len(r['point'].label) for r in rows)
+        for r in rows:
+            extra = (f"{100 * r['test_error']:.2f} %" if r.get('test_error') is not None else '') or r.get('job') or ''
+            if r['state'] == 'failed':
+                extra = f"job {r['job']}: " if r.get('job') else ''
+                extra += (r['error'].splitlines() or [''])[0][:100] + f" (notebook: {r['point'].run_dir/'notebook.ipynb'})"
+            print(f"  {r['point'].label:{width}}  {r['state']:9}  {extra}")
+    return rows
 
 # %% ../nbs/05_sweep.ipynb #65e4b89b
 def summary_table(results: list[dict], title: str = '') -> str:

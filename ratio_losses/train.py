@@ -49,8 +49,8 @@ __all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE',
            'LRFactor', 'lr_factor', 'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch',
            'evaluate', 'RunData', 'preflight', 'build_data', 'save_checkpoint', 'move_aside', 'read_record',
            'load_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results', 'collect_results',
-           'git_commit', 'weights_digest', 'versions', 'distributed_context', 'check_writable', 'fixed_test_indices',
-           'load_artifacts', 'run_training', 'fit']
+           'git_commit', 'weights_digest', 'versions', 'distributed_context', 'EpochEvents', 'check_writable',
+           'fixed_test_indices', 'load_artifacts', 'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -103,10 +103,11 @@ class RunConfig:
     save_model: bool = True                  # final weights as model.pt
     keep_checkpoint: bool = False            # keep checkpoint.pt once the record is written
     progress: bool = True
+    tensorboard: bool = True                 # TensorBoard event files of the epochs in out_dir/tensorboard/
     on_divergence: str = 'error'             # a non-finite loss: 'error' raises, 'record' ends the run with a record saying so
 
 OPERATIONAL_KEYS = ('out_dir', 'results_table', 'name', 'tags', 'resume', 'save_model', 'keep_checkpoint', 'progress',
-                    'on_divergence')
+                    'tensorboard', 'on_divergence')
 DIVERGENCE = ('error', 'record')
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
@@ -616,6 +617,30 @@ def distributed_context(device_name: str = 'auto') -> tuple[int, int, torch.devi
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return rank, world, device
 
+# %% ../nbs/04_train.ipynb #cbf70db3
+def _scalar_tag(key: str) -> str:
+    "A history key as a TensorBoard tag: train_loss -> train/loss, test_error -> test/error, lr -> lr."
+    split, _, name = key.partition('_')
+    if split in ('train', 'test') and name: return f'{split}/{name}'
+    return {'seconds': 'time/epoch_seconds'}.get(key, key)
+
+class EpochEvents:
+    "TensorBoard scalars of a run's epochs in `folder` (see above); does nothing when not `enabled`."
+    def __init__(self, folder, start_epoch: int = 0, enabled: bool = True):
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(folder), purge_step=start_epoch + 1 if start_epoch else None)
+    def add(self, rec: dict):
+        "Log every number of one epoch's history entry at step = its epoch."
+        if self.writer is None: return
+        for k, v in rec.items():
+            if k not in ('epoch', 'iteration') and isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.writer.add_scalar(_scalar_tag(k), v, rec['epoch'])
+        self.writer.flush()
+    def close(self):
+        if self.writer is not None: self.writer.close()
+
 # %% ../nbs/04_train.ipynb #e9f758be
 def check_writable(folder, name: str = 'out_dir', fix: str = 'choose another out_dir') -> Path:
     "`folder` made if missing and shown writable, or a `ValueError` naming it as `name`, with `fix`."
@@ -741,6 +766,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
         scaler.load_state_dict(ckpt['scaler']); _set_rng_state(ckpt['rng'][rank] if isinstance(ckpt['rng'], list) else ckpt['rng'])
         history, start_epoch, wall_before = ckpt['history'], ckpt['epoch'], ckpt['wall_seconds']
         _log(f"{out}: resuming after epoch {start_epoch}/{epochs}", rank)
+    events = EpochEvents(out/'tensorboard', start_epoch, enabled=c.tensorboard and rank == 0)
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -770,6 +796,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                'seconds': time.perf_counter() - start}
         rec['test_error'] = rec.pop('test_top1_error')
         history.append(rec)
+        events.add(rec)
         _log(f"epoch {rec['epoch']}/{epochs} it {rec['iteration']}  train loss {rec['train_loss']:.4f} err "
              f"{100 * rec['train_error']:.2f}% | test loss {rec['test_loss']:.4f} err {100 * rec['test_error']:.2f}% "
              f"ece {100 * rec['test_ece']:.2f}% | {rec['seconds']:.1f} s", rank)
@@ -782,6 +809,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                                         'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
                                         'scaler': scaler.state_dict(), 'rng': rngs, 'history': history,
                                         'wall_seconds': wall_before + time.perf_counter() - t0})
+    events.close()
     if te is None and diverged is None:   # resumed after the last epoch: the final evaluation was not kept
         te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
                       ordinal=ordinal, num_classes=data.num_classes)

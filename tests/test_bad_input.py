@@ -149,19 +149,21 @@ def test_damaged_checkpoint_is_moved_aside_and_the_run_starts_over(tmp_path):
 
 
 def test_rerun_of_a_complete_point_keeps_its_executed_notebook(tmp_path):
-    from ratio_losses.sweep import _execute_point, expand_sweep, kernel_name, EXPERIMENT_NOTEBOOK
+    from ratio_losses.executors import execute_point, kernel_name
+    from ratio_losses.sweep import expand_sweep, EXPERIMENT_NOTEBOOK
     point = expand_sweep({'name': 'k', 'fixed': TINY}, runs_root=tmp_path)[0]
-    first = _execute_point(point.config, str(EXPERIMENT_NOTEBOOK), kernel_name(), None)
+    first = execute_point(point.config, str(EXPERIMENT_NOTEBOOK), kernel_name(), None)
     assert first['status'] == 'done', first
     nb = point.run_dir/'notebook.ipynb'
     before = nb.read_bytes()
     assert 'not trained again' not in before.decode()
-    second = _execute_point(point.config, str(EXPERIMENT_NOTEBOOK), kernel_name(), None)
+    second = execute_point(point.config, str(EXPERIMENT_NOTEBOOK), kernel_name(), None)
     assert second['status'] == 'complete' and nb.read_bytes() == before
 
 
 def test_papermill_parameter_typo_fails(tmp_path):
-    from ratio_losses.sweep import EXPERIMENT_NOTEBOOK, kernel_name
+    from ratio_losses.executors import kernel_name
+    from ratio_losses.sweep import EXPERIMENT_NOTEBOOK
     r = subprocess.run([str(PAPERMILL), str(EXPERIMENT_NOTEBOOK), str(tmp_path/'out.ipynb'), '-k', kernel_name(),
                         '-p', 'epoch', '3', '-p', 'out_dir', str(tmp_path/'r')], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0

@@ -308,3 +308,21 @@ def test_divergence_is_an_error_or_a_record(tmp_path):
     assert issubclass(NonFiniteLossError, ValueError) and issubclass(NonFiniteLossError, FloatingPointError)
     with pytest.raises(ValueError, match="on_divergence='ignore' is unknown; valid choices: error, record"):
         run_training({**cfg, 'out_dir': str(tmp_path/'c'), 'on_divergence': 'ignore'})
+
+
+def test_tensorboard_events_hold_the_history(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from ratio_losses.train import run_training
+    rec = run_training({'dataset': 'digits', 'epochs': 3, 'batch_size': 64, 'objective': {'cc': {}}, 'head': 'se_attention',
+                        'out_dir': str(tmp_path/'run'), 'progress': False, 'feature_images': 0, 'softmax_images': 0,
+                        'cpu_isa': 'avx2'})
+    acc = EventAccumulator(str(tmp_path/'run'/'tensorboard')); acc.Reload()
+    tags = set(acc.Tags()['scalars'])
+    assert {'train/loss', 'train/error', 'test/loss', 'test/error', 'test/ece', 'lr', 'train/ce', 'train/cc'} <= tags, tags
+    for key, tag in (('train_loss', 'train/loss'), ('test_error', 'test/error'), ('lr', 'lr'), ('train_cc', 'train/cc')):
+        events = acc.Scalars(tag)
+        assert [e.step for e in events] == [1, 2, 3]
+        assert [e.value for e in events] == pytest.approx([h[key] for h in rec['history']], rel=1e-6)
+    off = run_training({'dataset': 'digits', 'epochs': 1, 'batch_size': 64, 'out_dir': str(tmp_path/'off'), 'progress': False,
+                        'tensorboard': False, 'feature_images': 0, 'softmax_images': 0, 'cpu_isa': 'avx2'})
+    assert off['status'] == 'complete' and not (tmp_path/'off'/'tensorboard').exists()

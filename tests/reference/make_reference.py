@@ -1,5 +1,6 @@
 """Write tests/reference/digits_crl_avx2.json: the record of a tiny run with the CPU kernels pinned (cpu_isa avx2,
-one thread), which tests/test_reproducibility.py must reproduce bit for bit on any x86-64 CPU with AVX2.
+one thread), which tests/test_reproducibility.py must reproduce bit for bit on x86-64 CPUs of the vendor it was made on
+(AMD: digits_crl_avx2.json; Intel: digits_crl_avx2_intel.json, written by passing that path).
 
     .venv/bin/python tests/reference/make_reference.py      # only when a deliberate change moves the numbers
 
