@@ -9,6 +9,7 @@ import argparse
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -93,6 +94,18 @@ def _launcher_flags(args) -> dict:
     flags['cancel_on_interrupt'] = True if args.cancel_on_interrupt else None
     return flags
 
+def _smoke(presets, args, flags) -> int:
+    "`sweep --smoke`: two steps of every distinct configuration on fixture data (the presets' launchers are not used)."
+    from ratio_losses.sweep import run_smoke
+    start = time.time()
+    res = run_smoke(presets, args.scale, runs_root=Path(args.runs_root)/'smoke', launcher=flags, only=args.only,
+                    progress=not args.no_progress)
+    bad = [r for r in res if r['status'] != 'passed']
+    print(f"smoke run: {len(res) - len(bad)} of {len(res)} configurations passed in {time.time() - start:.0f} s "
+          f"(runs under {Path(args.runs_root)/'smoke'/args.scale}/)")
+    for r in bad: print(f"error: {r['preset']}: {r['point'].label} failed; its notebook: {r['notebook']}", file=sys.stderr)
+    return 1 if bad else 0
+
 def _sweep(args) -> int:
     from ratio_losses.sweep import (check_runs_root, expand_sweep, load_preset, preflight_points, preset_launcher,
                                     run_sweep, select_points, sweep_status)
@@ -107,6 +120,7 @@ def _sweep(args) -> int:
         raise ValueError(f"--only {args.only!r} matches no point of {', '.join(chosen)}; see their labels with --dry-run")
     presets = [p for p in presets if chosen[p['name']]]
     flags = _launcher_flags(args)
+    if args.smoke: return _smoke(presets, args, flags)
     launchers = {p['name']: preset_launcher(p, args.scale, flags) for p in presets}
     if args.status:
         for p in presets: sweep_status(p, args.scale, args.runs_root, args.only); print()
@@ -186,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
                    "array's %%N (default: no limit)")
     s.add_argument('--runs-root', default='runs', help='where runs go: RUNS_ROOT/SCALE/PRESET/POINT (default: runs)')
     s.add_argument('--dry-run', action='store_true', help='list the points and their state; run nothing')
+    s.add_argument('--smoke', action='store_true', help='run every distinct configuration for two steps on fixture data, '
+                   'CPU, random weights (RUNS_ROOT/smoke/): proves the points can run')
     s.add_argument('--only', help='run only the points whose label matches this regular expression')
     s.add_argument('--timeout', type=float, help='seconds allowed per notebook cell')
     s.add_argument('--no-progress', action='store_true')

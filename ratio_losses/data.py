@@ -356,7 +356,8 @@ def _load_cub200(root, split):
 def _load_stanford_cars(root, split):
     ann = 'devkit/cars_train_annos.mat' if split == 'train' else 'cars_test_annos_withlabels.mat'
     d = _locate('stanford_cars', root, ('', 'cars'), _has('stanford_cars/devkit/cars_meta.mat', f'stanford_cars/{ann}'))
-    return tvd.StanfordCars(str(d), split=split)
+    ds = tvd.StanfordCars(str(d), split=split)   # torchvision parses the annotations; it keeps no `targets`
+    return FileListDataset(list(ds._samples), ds.classes)
 
 @_register(DatasetInfo(
     'fgvc_aircraft', 'FGVC-Aircraft (variants)', 100, ('train', 'val', 'trainval', 'test'), None, IMAGENET_MEAN,
@@ -369,9 +370,10 @@ def _load_fgvc_aircraft(root, split, download=False, annotation_level='variant')
     try: d = _locate('fgvc_aircraft', root, ('', 'aircraft', 'fgvc_aircraft'), marker)
     except DatasetNotFoundError:
         if not download: raise
-        return _torchvision_download('fgvc_aircraft', root, lambda b: tvd.FGVCAircraft(
+        ds = _torchvision_download('fgvc_aircraft', root, lambda b: tvd.FGVCAircraft(
             str(b), split=split, annotation_level=annotation_level, download=True))
-    return tvd.FGVCAircraft(str(d), split=split, annotation_level=annotation_level)
+    else: ds = tvd.FGVCAircraft(str(d), split=split, annotation_level=annotation_level)
+    return FileListDataset(list(zip(ds._image_files, ds._labels)), ds.classes)   # with `targets`, as every loader's
 
 # %% ../nbs/01_data.ipynb #50d31a01
 def _dogs_list(d: Path, split: str) -> Path:

@@ -148,7 +148,7 @@ def execute_point(config: dict, notebook: str, kernel: str, timeout: float | Non
     nb = out/'notebook.ipynb'
     running = out/('notebook.running.ipynb' if rank == 0 else f'notebook.rank{rank}.ipynb')
     rec = _read_record(out/'record.json')
-    if rec is not None and rank == 0: return _done(rec, 0.0, nb, 'complete')
+    if rec is not None: return _done(rec, 0.0, nb, 'complete')   # every rank: none may wait for a rank 0 that never starts
     extra = {**numeric_env(config.get('cpu_isa', 'avx2')), **(env or {})}
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)                     # the kernel inherits this process's environment
@@ -306,10 +306,10 @@ def _job_result(job, config: dict, states: dict) -> dict | None:
         if kind != 'SlurmJob': return None if not job.done() else {**failed, 'error': f'the job ended without a result; {logs}'}
         if state in SLURM_LIVE or (state is None and time.time() - job._start_time < 30): return None
         return {**failed, 'error': f"the Slurm job ended as {state or 'unknown (gone from the queue)'} without a result; {logs}"}
-    try: res = job.result()
+    try: res = job.results()              # one result per task; `result()` refuses a multi-task job
     except Exception as e:                    # the job's own exception (its traceback), or a job killed from outside
         return {**failed, 'error': '\n'.join(str(e).strip().splitlines()[-15:]) + f'\n{logs}'}
-    res = res[0] if isinstance(res, list) else res                 # a multi-task job: rank 0's result
+    res = res[0]                                                   # rank 0's (the only one, or a DDP job's first)
     if res['status'] == 'failed': res['error'] += f'\n{logs}'
     return {**res, 'job_id': str(job.job_id)}
 

@@ -30,9 +30,10 @@ from .train import (CONFIG_KEYS, check_writable, config_from_dict, preflight, re
                                 write_json)
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep',
-           'select_points', 'check_runs_root', 'preflight_points', 'preset_launcher', 'jobs_folder', 'run_sweep',
-           'point_state', 'sweep_status', 'summary_table']
+__all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'SMOKE_STEPS', 'SMOKE_BATCH', 'load_preset',
+           'SweepPoint', 'expand_sweep', 'select_points', 'check_runs_root', 'preflight_points', 'preset_launcher',
+           'jobs_folder', 'run_sweep', 'point_state', 'sweep_status', 'smoke_key', 'smoke_config', 'check_smoke',
+           'run_smoke', 'summary_table']
 
 # %% ../nbs/05_sweep.ipynb #e1caafcc
 PRESET_KEYS = ('name', 'title', 'paper', 'tables', 'description', 'reference', 'fixed', 'grid', 'seeds', 'scales', 'launcher', 'notes')
@@ -324,6 +325,89 @@ def sweep_status(preset, scale: str = 'cpu', runs_root='runs', only: str | None 
                 extra += (r['error'].splitlines() or [''])[0][:100] + f" (notebook: {r['point'].run_dir/'notebook.ipynb'})"
             print(f"  {r['point'].label:{width}}  {r['state']:9}  {extra}")
     return rows
+
+# %% ../nbs/05_sweep.ipynb #092ae959
+SMOKE_STEPS, SMOKE_BATCH = 2, 4
+
+def smoke_key(point: SweepPoint) -> str:
+    "What makes a configuration distinct for the smoke run (seeds and hyperparameter values folded)."
+    from ratio_losses.losses import objective_terms
+    c = point.config
+    return json.dumps([c['dataset'], c['image_size'], c['backbone'], {k: v for k, v in c['backbone_options'].items() if k != 'pretrained'},
+                       c['head'], c['head_options'], sorted(objective_terms(c['objective'])), c['schedule']['name']],
+                      sort_keys=True, default=str)
+
+def smoke_config(config: dict, fixtures_root) -> tuple[dict, list[str]]:
+    "The point's config cut to a smoke run on the fixture of its dataset, and what was changed beyond that (notes)."
+    from ratio_losses.fixtures import FIXTURE_OPTIONS, write_fixture
+    c, notes = copy.deepcopy(config), []
+    root = Path(fixtures_root)/c['dataset']
+    if not root.exists(): write_fixture(c['dataset'], root)
+    if c['backbone_options'].get('pretrained'):
+        c['backbone_options']['pretrained'] = False; notes.append('random weights (pretrained ones cannot be fetched here)')
+    # feature_images: all of the fixture's test and training images (capped at their size), so every class is there
+    c.update(root=str(root), dataset_options={**c['dataset_options'], **FIXTURE_OPTIONS.get(c['dataset'], {})},
+             iterations=SMOKE_STEPS, epochs=None, batch_size=min(c['batch_size'], SMOKE_BATCH), test_batch_size=SMOKE_BATCH,
+             subset=None, test_subset=None, device='cpu', amp='none', compile=False, feature_images=10**6, softmax_images=4,
+             keep_checkpoint=True, save_model=False, tensorboard=False, on_divergence='error', progress=False)
+    return c, notes
+
+def check_smoke(run_dir) -> str | None:
+    "None if the smoke run in `run_dir` wrote its record, has a finite loss and a checkpoint that round-trips; else why not."
+    from ratio_losses.data import dataset_info
+    from ratio_losses.models import build_model
+    from ratio_losses.train import load_checkpoint, weights_digest
+    rec = read_record(Path(run_dir)/'record.json', move_corrupt=False)
+    if rec is None: return 'no record was written'
+    loss = rec['final'].get('train_loss')
+    if rec['status'] != 'complete' or loss is None or not math.isfinite(loss): return f"the training loss is not finite ({loss})"
+    ckpt = load_checkpoint(Path(run_dir)/'checkpoint.pt')
+    if ckpt is None: return 'no readable checkpoint.pt'
+    c = rec['config']
+    shape = dataset_info(c['dataset']).image_shape       # None where image sizes vary: those are RGB
+    model = build_model(c['backbone'], c['head'], in_channels=shape[0] if shape else 3,
+                        num_classes=rec['num_classes'], backbone_options=c['backbone_options'], head_options=c['head_options'])
+    try: model.load_state_dict(ckpt['model'])
+    except RuntimeError as e: return f'the checkpoint does not load into the rebuilt model ({str(e)[:200]})'
+    if weights_digest(model) != rec['weights_sha256']: return "the checkpoint's weights are not the record's"
+    return None
+
+def run_smoke(presets, scale: str = 'paper', runs_root='runs/smoke', launcher=None, workers: int | None = None,
+              only: str | None = None, progress: bool = True) -> list[dict]:
+    """The smoke run of every distinct configuration of `presets` at `scale` (see above), in RUNS_ROOT/SCALE/...
+    (`only`: the points whose label matches; presets without `scale` are skipped); returns one result per configuration
+    (preset, point, status, why it failed, notes) and prints one line each."""
+    presets = [p for p in map(load_preset, presets) if scale in (p.get('scales') or {scale: {}})]
+    runs_root = Path(runs_root).resolve()
+    check_runs_root(runs_root)
+    chosen, seen = [], set()
+    for p in presets:
+        for pt in select_points(expand_sweep(p, scale, runs_root), only):
+            key = smoke_key(pt)
+            if key not in seen: seen.add(key); chosen.append(pt)
+    items, notes = [], {}
+    for i, pt in enumerate(chosen):
+        cfg, notes[i] = smoke_config(pt.config, runs_root/'fixtures')
+        items.append((i, cfg))
+    L = merge_launchers({'workers': 2}, dataclasses.asdict(launcher) if isinstance(launcher, Launcher) else launcher,
+                        {'workers': workers}, where='smoke launcher')
+    results = [None] * len(chosen)
+    bar = tqdm(total=len(chosen), desc=f'smoke ({scale})', disable=not progress, leave=False)
+    def finish(i, res):
+        pt = chosen[i]
+        why = res.get('error') if res['status'] == 'failed' else check_smoke(pt.run_dir)
+        results[i] = {'preset': pt.sweep, 'point': pt, 'status': 'failed' if why else 'passed', 'error': why,
+                      'notes': notes[i], 'seconds': res.get('seconds', 0.0), 'notebook': res.get('notebook')}
+        bar.update(1)
+        line = f"{results[i]['status']:7} {pt.sweep}: {pt.label} ({pt.config['backbone']}, {pt.config['dataset']}"
+        line += f", {pt.config['image_size'] or 'native'} px){' | ' + '; '.join(notes[i]) if notes[i] else ''}, {res.get('seconds', 0):.0f} s"
+        if why: line += f"\n  {why.strip()}\n  notebook: {res.get('notebook')}".replace('\n', '\n  ')
+        tqdm.write(line)
+    try:
+        run_points(items, L, jobs_folder(runs_root, scale, 'smoke'), notebook=str(EXPERIMENT_NOTEBOOK),
+                   kernel=kernel_name(), on_result=finish)
+    finally: bar.close()
+    return results
 
 # %% ../nbs/05_sweep.ipynb #65e4b89b
 def summary_table(results: list[dict], title: str = '') -> str:

@@ -44,13 +44,14 @@ from .losses import build_objective, objective_terms
 from .models import BACKBONES, HEADS, build_model, pretrained_path
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'RESULT_COLUMNS', 'RunConfig',
-           'check_schedule', 'check_pairing', 'check_config', 'config_from_dict', 'config_identity', 'run_id',
-           'LRFactor', 'lr_factor', 'kaiming_init_', 'Metrics', 'expected_calibration_error', 'train_one_epoch',
-           'evaluate', 'RunData', 'preflight', 'build_data', 'save_checkpoint', 'move_aside', 'read_record',
-           'load_checkpoint', 'write_json', 'result_row', 'append_result', 'read_results', 'collect_results',
-           'git_commit', 'weights_digest', 'versions', 'distributed_context', 'EpochEvents', 'check_writable',
-           'fixed_test_indices', 'load_artifacts', 'run_training', 'fit']
+__all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'PER_SAMPLE_FIELDS',
+           'RESULT_COLUMNS', 'RunConfig', 'check_schedule', 'check_pairing', 'check_config', 'config_from_dict',
+           'config_identity', 'run_id', 'LRFactor', 'lr_factor', 'kaiming_init_', 'Metrics',
+           'expected_calibration_error', 'global_batch', 'train_one_epoch', 'evaluate', 'RunData', 'preflight',
+           'build_data', 'save_checkpoint', 'move_aside', 'read_record', 'load_checkpoint', 'write_json', 'result_row',
+           'append_result', 'read_results', 'collect_results', 'git_commit', 'weights_digest', 'versions',
+           'distributed_context', 'EpochEvents', 'check_writable', 'fixed_test_indices', 'load_artifacts',
+           'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -104,10 +105,11 @@ class RunConfig:
     keep_checkpoint: bool = False            # keep checkpoint.pt once the record is written
     progress: bool = True
     tensorboard: bool = True                 # TensorBoard event files of the epochs in out_dir/tensorboard/
+    sync_batchnorm: bool = False             # data-parallel on CUDA: BatchNorm statistics of the global batch (no effect in one process)
     on_divergence: str = 'error'             # a non-finite loss: 'error' raises, 'record' ends the run with a record saying so
 
 OPERATIONAL_KEYS = ('out_dir', 'results_table', 'name', 'tags', 'resume', 'save_model', 'keep_checkpoint', 'progress',
-                    'tensorboard', 'on_divergence')
+                    'tensorboard', 'on_divergence', 'sync_batchnorm')
 DIVERGENCE = ('error', 'record')
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
@@ -313,6 +315,29 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: 
     m = Metrics(probs.shape[1], bins); m.update(probs.log(), target)
     return m.compute()['ece']
 
+# %% ../nbs/04_train.ipynb #80ffc2e5
+PER_SAMPLE_FIELDS = ('logits', 'features', 'attention', 'exit_logits', 'class_maps', 'feature_maps')  # not class_weights
+
+def _interleave(parts: list[torch.Tensor]) -> torch.Tensor:
+    "Rank r's i-th sample at position i·N + r: the order of the global batch that the ranks share."
+    return torch.stack(parts, 1).flatten(0, 1)
+
+def global_batch(output: ModelOutput, target: torch.Tensor) -> tuple[ModelOutput, torch.Tensor]:
+    "The global batch of a data-parallel step on every process (see above); `(output, target)` itself in one process."
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return output, target
+    from torch.distributed.nn.functional import all_gather     # differentiable (gloo and NCCL)
+    def gather(t):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)     # its suggested replacement has no backward on gloo
+            return _interleave(list(all_gather(t.contiguous())))
+    fields = {}
+    for name in PER_SAMPLE_FIELDS:
+        v = getattr(output, name)
+        if v is not None: fields[name] = [gather(t) for t in v] if isinstance(v, list) else gather(v)
+    targets = [torch.empty_like(target) for _ in range(dist.get_world_size())]
+    dist.all_gather(targets, target.contiguous())
+    return dataclasses.replace(output, **fields), _interleave(targets)
+
 # %% ../nbs/04_train.ipynb #a68b6089
 def _autocast(device: torch.device, amp: str):
     dtype = AMP_DTYPES[amp]
@@ -332,7 +357,7 @@ def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, sc
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last and x.ndim == 4: x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
-            output = model(x)
+            output, y = global_batch(model(x), y)    # data-parallel: every process computes on the global batch
             loss = objective(output, y)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None and scaler.is_enabled():
@@ -715,6 +740,9 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     c, t0 = config, time.perf_counter()
     pin_numerics(c.cpu_isa)                     # before this process computes anything (see core: numerics)
     rank, world, device = distributed_context(c.device)
+    if c.sync_batchnorm and world > 1 and device.type != 'cuda':
+        raise ValueError(f"sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm has no {device.type} kernels); "
+                         "set sync_batchnorm: false, or run on GPUs")
     temporary = not c.out_dir
     out = Path(c.out_dir) if c.out_dir else Path(tempfile.mkdtemp(prefix='ratio_losses-run-'))
     c.out_dir = str(out)
@@ -767,6 +795,7 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
         history, start_epoch, wall_before = ckpt['history'], ckpt['epoch'], ckpt['wall_seconds']
         _log(f"{out}: resuming after epoch {start_epoch}/{epochs}", rank)
     events = EpochEvents(out/'tensorboard', start_epoch, enabled=c.tensorboard and rank == 0)
+    if c.sync_batchnorm and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # same state_dict keys
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)

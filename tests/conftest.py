@@ -28,3 +28,18 @@ def fashion_mnist_dir():
         if os.environ.get('CI'): pytest.fail(msg)
         pytest.skip(msg)
     return DEBIAN_FASHION_MNIST
+
+
+def pytest_addoption(parser):
+    parser.addoption('--run-slow', action='store_true', help='also run the tests marked slow (make smoke-test)')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: long tests (the smoke run of every paper-scale point); need --run-slow')
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption('--run-slow'): return
+    skip = pytest.mark.skip(reason='slow: run with --run-slow (make smoke-test)')
+    for item in items:
+        if 'slow' in item.keywords: item.add_marker(skip)

@@ -89,7 +89,12 @@ def slurm_cluster(cpus: int | None = None):
     """Start the cluster; yields the environment (SLURM_CONF, PATH with the sacct stand-in) the tests pass on.
     Every daemon is stopped by the PID in its pid file, also when the block raises."""
     if os.geteuid() != 0: raise RuntimeError('the test cluster runs its daemons as root (munged as munge)')
-    d = Path(tempfile.mkdtemp(prefix='ratio-losses-slurm-', dir=os.environ.get('RATIO_LOSSES_SLURM_DIR')))
+    parent = Path(os.environ.get('RATIO_LOSSES_SLURM_DIR') or tempfile.gettempdir()).resolve()
+    for a in (parent, *parent.parents):             # munged runs as munge: it must be able to reach its folder
+        if not a.stat().st_mode & 0o001:
+            raise RuntimeError(f"RATIO_LOSSES_SLURM_DIR: {a} is not searchable by other users (munged runs as munge); "
+                               f"chmod o+x {a} or pick another folder")
+    d = Path(tempfile.mkdtemp(prefix='ratio-losses-slurm-', dir=parent))
     os.chmod(d, 0o755)
     host = socket.gethostname().split('.')[0]
     for sub in ('state', 'spool', 'bin', 'munge'): (d/sub).mkdir()

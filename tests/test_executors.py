@@ -105,6 +105,28 @@ def test_gpu_requests_reach_the_job_as_cuda_visible_devices(slurm, tmp_path):
     assert none.result() in (None, '')
 
 
+def test_two_task_point_trains_data_parallel(slurm, tmp_path):
+    "--tasks 2: one job, two ranks joined over gloo, one executed notebook (rank 0's) and one record and row."
+    preset = _preset(tmp_path, fixed={'iterations': None, 'epochs': 2}, grid={'objective': [{'cc': {}}], 'head': ['se_attention']})
+    r = subprocess.run([EXE, 'sweep', str(preset), '--executor', 'slurm', '--runs-root', str(tmp_path/'runs'),
+                        '--cpus', '1', '--tasks', '2', '--time-min', '10'], env=slurm, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (point,) = expand_sweep(yaml.safe_load(preset.read_text()), 'cpu', tmp_path/'runs')
+    rec = json.loads((point.run_dir/'record.json').read_text())
+    assert rec['world_size'] == 2 and rec['status'] == 'complete'
+    assert sorted(p.name for p in point.run_dir.glob('*.ipynb')) == ['notebook.ipynb']
+    assert len(read_results(tmp_path/'runs'/'cpu'/'results.csv')) == 1
+    logs = sorted(p.name.split('_')[1] for p in (tmp_path/'runs'/'cpu'/'.jobs'/'tiny').glob('*_log.out'))
+    assert logs == ['0', '1']                                         # one log per task
+    # the same run in one process: batch norms see half of each batch under DDP, so close, not equal
+    single = run_sweep(yaml.safe_load(preset.read_text()), runs_root=tmp_path/'single', progress=False,
+                       print_summary=False, launcher={'executor': 'debug'})
+    one = json.loads((single[0]['point'].run_dir/'record.json').read_text())
+    assert one['run_id'] == rec['run_id'] and one['world_size'] == 1
+    assert rec['final']['train_loss'] == pytest.approx(one['final']['train_loss'], rel=0.05)
+
+
 def test_no_wait_status_cancel_and_rerun(slurm, tmp_path):
     preset = _preset(tmp_path, fixed={'iterations': None, 'epochs': 200})
     base = [EXE, 'sweep', str(preset), '--executor', 'slurm', '--runs-root', str(tmp_path/'runs'), '--cpus', '1']

@@ -134,3 +134,52 @@ def test_presets_expand_at_both_scales(preset, tmp_path):
         if scale == 'cpu':
             assert len({pt.config['seed'] for pt in pts}) >= 3, 'the cpu profile has at least 3 seeds'
             assert all(pt.config['dataset'] in ('fashion_mnist', 'digits') for pt in pts)
+
+
+# --- the smoke run ------------------------------------------------------------------------------------------------
+
+SMOKE_PRESET = {'name': 'smoke_probe', 'scales': {'paper': {
+    'fixed': {'dataset': 'cifar10', 'epochs': 10, 'batch_size': 128, 'lr': 0.01, 'feature_images': 500},
+    'grid': [{'backbone': ['small_cnn'], 'lr': [0.01, 0.1]},      # one configuration: lr values fold
+             {'backbone': ['msl_vgg16'], 'head': ['multi_exit'], 'head_options.exits': [[5]]}],   # 4 blocks: cannot build
+    'seeds': [0, 1]}}}
+
+
+def test_smoke_folds_seeds_and_values():
+    from ratio_losses.sweep import smoke_key
+    pts = expand_sweep(SMOKE_PRESET, 'paper', 'unused')
+    assert len(pts) == 6 and len({smoke_key(p) for p in pts}) == 2
+
+
+def test_smoke_run_passes_a_point_and_names_the_one_that_cannot_step(tmp_path, capsys):
+    from ratio_losses.sweep import check_smoke, run_smoke
+    res = run_smoke([SMOKE_PRESET], runs_root=tmp_path, launcher={'executor': 'debug'}, progress=False)
+    by_backbone = {r['point'].config['backbone']: r for r in res}
+    assert sorted(by_backbone) == ['msl_vgg16', 'small_cnn']
+    good, bad = by_backbone['small_cnn'], by_backbone['msl_vgg16']
+    assert good['status'] == 'passed' and good['error'] is None
+    rec = json.loads((good['point'].run_dir/'record.json').read_text())
+    assert rec['config']['iterations'] == 2 and rec['config']['batch_size'] == 4 and rec['status'] == 'complete'
+    assert bad['status'] == 'failed' and 'exits=[5]: give block indices in 1..4' in bad['error']
+    out = capsys.readouterr().out
+    assert 'failed  smoke_probe: backbone=msl_vgg16' in out and 'passed  smoke_probe: backbone=small_cnn' in out
+    # the round trip is a real check: a checkpoint whose weights are not the record's is caught
+    import torch
+    ckpt_path = good['point'].run_dir/'checkpoint.pt'
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    name = next(iter(ckpt['model']))
+    ckpt['model'][name] = ckpt['model'][name] + 1
+    torch.save(ckpt, ckpt_path)
+    assert "not the record's" in check_smoke(good['point'].run_dir)
+    ckpt_path.unlink()
+    assert 'checkpoint' in check_smoke(good['point'].run_dir)
+
+
+@pytest.mark.slow
+def test_every_paper_point_passes_the_smoke_run(tmp_path):
+    "make smoke-test: every distinct paper-scale configuration of configs/ steps twice (~20 min on 2 cores)."
+    cmd = [sys.executable, '-m', 'ratio_losses.cli', 'sweep', *map(str, sorted(CONFIGS.glob('*.yaml'))),
+           '--scale', 'paper', '--smoke', '--runs-root', str(tmp_path), '--no-progress']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert 'configurations passed' in proc.stdout
