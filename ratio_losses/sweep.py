@@ -345,9 +345,12 @@ def smoke_config(config: dict, fixtures_root) -> tuple[dict, list[str]]:
     if not root.exists(): write_fixture(c['dataset'], root)
     if c['backbone_options'].get('pretrained'):
         c['backbone_options']['pretrained'] = False; notes.append('random weights (pretrained ones cannot be fetched here)')
+    from ratio_losses.data import load_dataset
+    options = {**c['dataset_options'], **FIXTURE_OPTIONS.get(c['dataset'], {})}
+    n_train = len(load_dataset(c['dataset'], 'train', root, **options))   # a fixture split may hold fewer than 4
     # feature_images: all of the fixture's test and training images (capped at their size), so every class is there
-    c.update(root=str(root), dataset_options={**c['dataset_options'], **FIXTURE_OPTIONS.get(c['dataset'], {})},
-             iterations=SMOKE_STEPS, epochs=None, batch_size=min(c['batch_size'], SMOKE_BATCH), test_batch_size=SMOKE_BATCH,
+    c.update(root=str(root), dataset_options=options, iterations=SMOKE_STEPS, epochs=None,
+             batch_size=min(c['batch_size'], SMOKE_BATCH, n_train), test_batch_size=SMOKE_BATCH,
              subset=None, test_subset=None, device='cpu', amp='none', compile=False, feature_images=10**6, softmax_images=4,
              keep_checkpoint=True, save_model=False, tensorboard=False, on_divergence='error', progress=False)
     return c, notes
@@ -380,14 +383,24 @@ def run_smoke(presets, scale: str = 'paper', runs_root='runs/smoke', launcher=No
     presets = [p for p in map(load_preset, presets) if scale in (p.get('scales') or {scale: {}})]
     runs_root = Path(runs_root).resolve()
     check_runs_root(runs_root)
+    marker = runs_root/'.smoke'                 # this folder holds smoke runs only: its stale ones may be removed
+    if not marker.exists():
+        if any(runs_root.iterdir()):
+            raise ValueError(f"runs_root={str(runs_root)!r} holds other runs; a smoke run needs a folder of its own "
+                             "(the default: runs/smoke)")
+        marker.write_text('smoke runs (ratio_losses.sweep.run_smoke)\n')
     chosen, seen = [], set()
     for p in presets:
         for pt in select_points(expand_sweep(p, scale, runs_root), only):
             key = smoke_key(pt)
             if key not in seen: seen.add(key); chosen.append(pt)
-    items, notes = [], {}
+    items, notes, earlier = [], {}, []
     for i, pt in enumerate(chosen):
         cfg, notes[i] = smoke_config(pt.config, runs_root/'fixtures')
+        rec = read_record(pt.run_dir/'record.json', move_corrupt=False) if (pt.run_dir/'record.json').exists() else None
+        if rec is not None and rec.get('run_id') == run_id(cfg) and check_smoke(pt.run_dir) is None:
+            earlier.append(i); continue                       # passed before, with these settings: not run again
+        if pt.run_dir.exists(): shutil.rmtree(pt.run_dir)       # a failed try, or a smoke run of other settings
         items.append((i, cfg))
     L = merge_launchers({'workers': 2}, dataclasses.asdict(launcher) if isinstance(launcher, Launcher) else launcher,
                         {'workers': workers}, where='smoke launcher')
@@ -404,6 +417,7 @@ def run_smoke(presets, scale: str = 'paper', runs_root='runs/smoke', launcher=No
         if why: line += f"\n  {why.strip()}\n  notebook: {res.get('notebook')}".replace('\n', '\n  ')
         tqdm.write(line)
     try:
+        for i in earlier: finish(i, {'status': 'complete', 'seconds': 0.0, 'notebook': str(chosen[i].run_dir/'notebook.ipynb')})
         run_points(items, L, jobs_folder(runs_root, scale, 'smoke'), notebook=str(EXPERIMENT_NOTEBOOK),
                    kernel=kernel_name(), on_result=finish)
     finally: bar.close()

@@ -173,6 +173,16 @@ def test_smoke_run_passes_a_point_and_names_the_one_that_cannot_step(tmp_path, c
     assert "not the record's" in check_smoke(good['point'].run_dir)
     ckpt_path.unlink()
     assert 'checkpoint' in check_smoke(good['point'].run_dir)
+    # running it again resumes: a point that no longer passes runs again, one that passes is only checked
+    kw = dict(runs_root=tmp_path, launcher={'executor': 'debug'}, only='small_cnn', progress=False)
+    (rerun,) = run_smoke([SMOKE_PRESET], **kw)
+    assert rerun['status'] == 'passed' and rerun['seconds'] > 0
+    (kept,) = run_smoke([SMOKE_PRESET], **kw)
+    assert kept['status'] == 'passed' and kept['seconds'] == 0.0
+    # a folder of real runs is never a smoke folder (stale smoke runs are removed from it)
+    (tmp_path/'real').mkdir(); (tmp_path/'real'/'cpu').mkdir()
+    with pytest.raises(ValueError, match="holds other runs; a smoke run needs a folder of its own"):
+        run_smoke([SMOKE_PRESET], runs_root=tmp_path/'real', launcher={'executor': 'debug'}, progress=False)
 
 
 @pytest.mark.slow
