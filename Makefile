@@ -39,7 +39,7 @@ help:
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
 	@echo "make smoke       every distinct paper-scale configuration for two steps on fixture data, CPU (~20 min)"
-	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, the cost of pinned CPU kernels)"
+	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, executors, the cost of pinned CPU kernels)"
 	@echo "make setup       only create .venv and fetch the offline data"
 
 ## --- setup ---------------------------------------------------------------------------------------
@@ -217,6 +217,7 @@ bench: setup
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/losses.py
 	$(PY) benchmarks/trainer.py
+	$(PY) benchmarks/executors.py
 	$(PY) benchmarks/numerics.py
 
 clean-venv:

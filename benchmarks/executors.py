@@ -6,7 +6,7 @@ Each executor runs the same N points (digits, small CNN, a few steps) into its o
 is what the executor adds per job (process start, pickling, submitit's polling; for Slurm, scheduling too). The
 papermill cost of a point (a new kernel, imports) is in all three rows alike: the `debug` row is the baseline.
 
-    python benchmarks/executors.py [--points 4] [--steps 5] [--slurm auto|no|test-cluster]
+    python benchmarks/executors.py [--points 4] [--steps 5] [--slurm auto|no|test-cluster] [--quick]
 
 `--slurm auto` uses the Slurm of SLURM_CONF / sbatch on PATH where there is one; `test-cluster` starts the tests'
 one-node cluster (tests/slurm_cluster.py: root, Debian's slurm packages) for the run and stops it by PID.
@@ -69,7 +69,9 @@ def main():
     p.add_argument('--points', type=int, default=4)
     p.add_argument('--steps', type=int, default=5, help='optimiser steps per point')
     p.add_argument('--slurm', choices=['auto', 'no', 'test-cluster'], default='auto')
+    p.add_argument('--quick', action='store_true', help='smoke run: 1 point of 2 steps, no Slurm')
     a = p.parse_args()
+    if a.quick: a.points, a.steps, a.slurm = 1, 2, 'no'
     if a.points < 1 or a.steps < 1: sys.exit('--points and --steps must be at least 1')
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +87,7 @@ def main():
     base = rows['debug (in this process)'] / a.points
     print(f"# executor overhead | {platform.processor() or platform.machine()} | torch {torch.__version__} | "
           f"{a.points} points of {a.steps} steps (digits, small CNN), one at a time")
+    if a.quick: print('(smoke run, not a measurement)')
     print(f"{'executor':30} {'s per point':>12} {'overhead per job':>17} {'ratio to debug':>15}")
     for name, seconds in rows.items():
         per = seconds / a.points

@@ -79,7 +79,7 @@ def _train(args) -> int:
 
 # %% ../nbs/07_cli.ipynb #72b2b9d9
 _LAUNCHER_FLAGS = ('executor', 'workers', 'partition', 'account', 'qos', 'time_min', 'cpus', 'mem_gb', 'gpus', 'tasks',
-                   'signal_delay_s')
+                   'signal_delay_s', 'max_requeues')
 
 def _launcher_flags(args) -> dict:
     "The launcher keys the sweep's flags set (None where not given: the preset's value stands)."
@@ -217,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument('--gpus', type=_non_negative_int, help='GPUs per job (paper-scale presets: 1)')
     x.add_argument('--tasks', type=_positive_int, help='tasks per job: more than one trains the point data-parallel')
     x.add_argument('--signal-delay-s', type=_non_negative_int, help='Slurm signals a job this long before its limit (90)')
+    x.add_argument('--max-requeues', type=_non_negative_int, help='how often a job may requeue at its time limit (3)')
     x.add_argument('--sbatch', action='append', metavar='NAME=VALUE', help='another sbatch option; repeatable')
     x.add_argument('--setup', action='append', metavar='LINE', help="a shell line each job runs first; repeatable")
     s.set_defaults(func=_sweep)

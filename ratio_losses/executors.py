@@ -49,6 +49,7 @@ class Launcher:
     sbatch: dict = field(default_factory=dict)   # any other sbatch flag, {name: value}, e.g. {constraint: a100}
     setup: list = field(default_factory=list)    # shell lines run before the job: module load, venv activation
     signal_delay_s: int = 90          # Slurm signals the job this long before its time limit (it then requeues)
+    max_requeues: int = 3             # how often a job may requeue at its time limit (preemptions do not count)
     cancel_on_interrupt: bool | None = None      # Ctrl-C while waiting: cancel the jobs (None: ask at a terminal)
 
 LAUNCHER_KEYS = tuple(f.name for f in dataclasses.fields(Launcher))
@@ -81,6 +82,7 @@ def check_launcher(options: dict | Launcher | None = None, where: str = 'launche
          "a list of shell lines, e.g. ['module load cuda', 'source .venv/bin/activate']")
     need(_int_at_least(L.signal_delay_s, 0) and L.signal_delay_s < 60 * L.time_min, 'signal_delay_s',
          f'an integer of seconds >= 0 and below the time limit ({60 * L.time_min} s)')
+    need(_int_at_least(L.max_requeues, 0), 'max_requeues', 'an integer >= 0 (requeues at the time limit)')
     need(L.cancel_on_interrupt in (None, True, False), 'cancel_on_interrupt', 'true, false or null (ask)')
     return L
 
@@ -273,7 +275,12 @@ class PointJob(submitit.helpers.Checkpointable):
         return execute_point(config, notebook, kernel, timeout, rank=rank, env=env)
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
-        "Requeue the same point: the trainer's per-epoch checkpoint is where it resumes."
+        """Requeue the same point: the trainer's per-epoch checkpoint (written atomically) is where it resumes. The
+        point's kernel is stopped first: no training may outlive its job and overlap the requeued one."""
+        import psutil
+        for child in psutil.Process().children(recursive=True):
+            try: child.kill()
+            except psutil.NoSuchProcess: pass
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 # %% ../nbs/09_executors.ipynb #c48e6580
@@ -283,7 +290,8 @@ def make_executor(launcher: Launcher, folder) -> submitit.Executor:
     if L.executor == 'slurm' and shutil.which('sbatch') is None:
         raise ValueError("executor='slurm' needs Slurm's sbatch on PATH (not found here): run the sweep on a "
                          "cluster's login node, or use --executor local")
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=L.executor)
+    extra = {'slurm_max_num_timeout': L.max_requeues} if L.executor == 'slurm' else {}
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=L.executor, **extra)
     params = dict(timeout_min=L.time_min, gpus_per_node=L.gpus, tasks_per_node=L.tasks, cpus_per_task=L.cpus)
     if L.mem_gb is not None: params['mem_gb'] = L.mem_gb
     if L.executor == 'slurm':

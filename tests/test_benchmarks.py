@@ -12,6 +12,7 @@ ROOT = Path(__file__).parents[1]
     ('data_pipeline.py', ['pipeline alone', 'DataLoader + PIL, 2 workers', 'end to end']),
     ('losses.py', ['competing_ratio_loss', 'gradient_boosting_cross_entropy', 'checks off', 'lgm_loss', 'mutual_channel_loss']),
     ('trainer.py', ['minimal hand-written loop', 'ratio_losses train_one_epoch', 'target >= 0.95x']),
+    ('executors.py', ['debug (in this process)', 'local (submitit processes)', 'overhead per job']),
     ('numerics.py', ['native (this CPU)', 'pinned (cpu_isa avx2, the default)', 'pinned / native']),
 ])
 def test_benchmark_runs(script, expect, fashion_mnist_dir):
