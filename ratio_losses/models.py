@@ -265,7 +265,7 @@ class MarginHead(nn.Module):
 
 class GaussianMixtureHead(nn.Module):
     r"""The last layer of the LGM loss (Wan et al. 2018): GAP, then one Gaussian per class with mean $\mu_k$ and
-    identity covariance, as in the authors' code. The prediction is $-d_k = -rac12\|x-\mu_k\|^2$ (equal priors);
+    identity covariance, as in the authors' code. The prediction is $-d_k = -\frac12\|x-\mu_k\|^2$ (equal priors);
     `class_weights` holds the means."""
     def __init__(self, stage_channels: list[int], num_classes: int):
         super().__init__()

@@ -9,7 +9,6 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -550,11 +549,10 @@ def _json_default(o):
 
 @contextlib.contextmanager
 def _locked(path: Path):
+    "An exclusive lock on PATH.lock beside `path`, across processes and platforms (filelock; flock on Linux)."
+    from filelock import FileLock
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + '.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(str(path.with_name(path.name + '.lock'))): yield
 
 def result_row(record: dict, record_path=None) -> dict:
     "The tidy-table row of a run record."

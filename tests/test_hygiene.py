@@ -1,0 +1,44 @@
+"""Source hygiene: no control characters in the package or the notebooks (a `\\f` in LaTeX inside a non-raw string
+becomes a form feed), and the package imports without POSIX-only modules (the results table's lock is filelock's)."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+CONTROL = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\t]')
+
+
+def test_no_control_characters_in_package_or_notebooks():
+    bad = []
+    for p in sorted((ROOT/'ratio_losses').glob('*.py')):
+        for i, line in enumerate(p.read_text().split('\n'), 1):
+            if CONTROL.search(line): bad.append(f'{p.relative_to(ROOT)}:{i}: {line[:60]!r}')
+    for p in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        for c in json.loads(p.read_text())['cells']:
+            src = ''.join(c['source'])
+            if CONTROL.search(src): bad.append(f'{p.relative_to(ROOT)}: cell {c.get("id")}')
+    assert not bad, 'control characters (write \\\\f or use a raw string):\n' + '\n'.join(bad)
+
+
+def test_the_package_imports_without_fcntl(tmp_path):
+    "As on Windows: with fcntl unavailable, the trainer and the sweeps still import, and the table's lock works."
+    code = ("import sys; sys.modules['fcntl'] = None\n"
+            "import ratio_losses.train as t, ratio_losses.sweep\n"
+            f"with t._locked(__import__('pathlib').Path({str(tmp_path/'results.csv')!r})): pass\n")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_parallel_writers_append_whole_rows(tmp_path):
+    "Four processes append 100 rows each to one results table at once: 400 whole rows, one header (filelock)."
+    code = ("import sys; from ratio_losses.train import append_result, RESULT_COLUMNS\n"
+            "for i in range(100): append_result(sys.argv[1], {c: f'{sys.argv[2]}-{i}' for c in RESULT_COLUMNS})\n")
+    table = tmp_path/'results.csv'
+    procs = [subprocess.Popen([sys.executable, '-c', code, str(table), str(k)]) for k in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    from ratio_losses.train import read_results
+    rows = read_results(table)
+    assert len(rows) == 400 and len({r['run_id'] for r in rows}) == 400
+    assert table.read_text().count('run_id,') == 1
