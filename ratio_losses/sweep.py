@@ -408,7 +408,7 @@ def run_smoke(presets, scale: str = 'paper', runs_root='runs/smoke', launcher=No
     bar = tqdm(total=len(chosen), desc=f'smoke ({scale})', disable=not progress, leave=False)
     def finish(i, res):
         pt = chosen[i]
-        why = res.get('error') if res['status'] == 'failed' else check_smoke(pt.run_dir)
+        why = res.get('error') if res['status'] == 'failed' else None if res.get('checked') else check_smoke(pt.run_dir)
         results[i] = {'preset': pt.sweep, 'point': pt, 'status': 'failed' if why else 'passed', 'error': why,
                       'notes': notes[i], 'seconds': res.get('seconds', 0.0), 'notebook': res.get('notebook')}
         bar.update(1)
@@ -417,7 +417,8 @@ def run_smoke(presets, scale: str = 'paper', runs_root='runs/smoke', launcher=No
         if why: line += f"\n  {why.strip()}\n  notebook: {res.get('notebook')}".replace('\n', '\n  ')
         tqdm.write(line)
     try:
-        for i in earlier: finish(i, {'status': 'complete', 'seconds': 0.0, 'notebook': str(chosen[i].run_dir/'notebook.ipynb')})
+        for i in earlier:                                         # checked above: not checked twice
+            finish(i, {'status': 'complete', 'checked': True, 'seconds': 0.0, 'notebook': str(chosen[i].run_dir/'notebook.ipynb')})
         run_points(items, L, jobs_folder(runs_root, scale, 'smoke'), notebook=str(EXPERIMENT_NOTEBOOK),
                    kernel=kernel_name(), on_result=finish)
     finally: bar.close()
