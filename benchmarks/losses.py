@@ -7,7 +7,7 @@ and finite logits verified on every call, one device sync); `checks off` is insi
 
     python benchmarks/losses.py [--rounds 7] [--min-time 0.2] [--device cpu] [--quick] [--against REV]
 
-`--against REV` also times NLLR, CRL, CCE and GCE as commit REV wrote them (its `losses.py` and `core.py`, read
+`--against REV` also times NLLR, CRL, CCE and GCE as commit REV wrote them (its package, read
 with git into a temporary package), in the same rounds: a before/after measured in one run.
 
 Targets (issue "losses"): CRL and NLLR <= 1.3x, CCE and GCE <= 2x.
@@ -44,19 +44,22 @@ LOSSES = {
 # + F.cross_entropy on the same maps.
 D = 64
 FEATURE_LOSSES = {
-    'center_loss (+ CE)': lambda f, w, t: F.cross_entropy(f @ w.T, t) + 0.003 * L.center_loss(f, w, t),
-    'large_margin_softmax_loss m=4': lambda f, w, t: L.large_margin_softmax_loss(f, w, t, 4),
-    'angular_softmax_loss m=4': lambda f, w, t: L.angular_softmax_loss(f, w, t, 4),
-    'lgm_loss': lambda f, w, t: L.lgm_loss(f, w, t),
+    'center_loss (+ CE)': lambda f, w, t: L.center_loss(f @ w.T, t, f, w),
+    'large_margin_softmax_loss m=4': lambda f, w, t: L.large_margin_softmax_loss(f, t, w, 4),
+    'angular_softmax_loss m=4': lambda f, w, t: L.angular_softmax_loss(f, t, w, 4),
+    'lgm_loss': lambda f, w, t: L.lgm_loss(f, t, w),
 }
 
 
 def losses_at(rev: str):
-    "The `ratio_losses.losses` module of commit `rev`, imported from a temporary copy (its core.py beside it)."
+    "The `ratio_losses.losses` module of commit `rev`, imported from a temporary copy of that commit's package."
     root = Path(__file__).resolve().parents[1]
     pkg = Path(tempfile.mkdtemp())/'ratio_losses_at_rev'
     pkg.mkdir()
-    for f in ('__init__.py', 'core.py', 'losses.py'):
+    listed = subprocess.run(['git', '-C', str(root), 'ls-tree', '--name-only', rev, 'ratio_losses/'],
+                            capture_output=True, text=True)
+    if listed.returncode: raise SystemExit(f'--against {rev}: {listed.stderr.strip()}')
+    for f in [Path(n).name for n in listed.stdout.split() if n.endswith('.py')]:
         text = subprocess.run(['git', '-C', str(root), 'show', f'{rev}:ratio_losses/{f}'], capture_output=True, text=True)
         if text.returncode: raise SystemExit(f'--against {rev}: {text.stderr.strip()}')
         (pkg/f).write_text(text.stdout)
@@ -80,7 +83,7 @@ def linear_ce(f, w, t): return F.cross_entropy(f @ w.T, t)
 def mc_baseline(maps, w, t): return F.cross_entropy(maps.mean((2, 3)) @ w.T, t)
 
 
-def mc_loss(maps, w, t): return F.cross_entropy(maps.mean((2, 3)) @ w.T, t) + L.mutual_channel_loss(maps, t, w.shape[0])
+def mc_loss(maps, w, t): return L.mutual_channel_loss(maps.mean((2, 3)) @ w.T, t, maps)
 
 
 def main():

@@ -36,7 +36,12 @@ class ModelOutput:
     exit_logits: list[torch.Tensor] | None = None    # one (B, C) per exit (MSL multi-exit modules)
     class_maps: torch.Tensor | None = None           # (B, C, H, W) class activation maps (CAM head)
     feature_maps: torch.Tensor | None = None         # (B, K, H, W) last backbone feature maps
-    class_weights: torch.Tensor | None = None        # (C, D) the last layer's class vectors (margin/LGM heads)
+    class_vectors: torch.Tensor | None = None        # (C, D) the last layer's class vectors (margin/LGM heads)
+
+    @property
+    def class_weights(self) -> torch.Tensor | None:
+        "The old name of `class_vectors` (read-only): the last layer's class vectors, not loss weights."
+        return self.class_vectors
 
     def detach(self) -> ModelOutput:
         "A copy with every tensor detached from the graph."

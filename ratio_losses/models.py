@@ -244,7 +244,7 @@ class LinearHead(nn.Module):
 
 class MarginHead(nn.Module):
     r"""The last layer of L-Softmax, A-Softmax and ICAL: GAP, then class vectors $W$ (C, D) without bias. The prediction
-    is $W_j\cdot x$, or with `normalize=True` (A-Softmax, ICAL) $\|x\|\cos\theta_j$; `class_weights` is $W$, from which the
+    is $W_j\cdot x$, or with `normalize=True` (A-Softmax, ICAL) $\|x\|\cos\theta_j$; `class_vectors` is $W$, from which the
     margin losses build their training logits. `renormalize=True` rescales $W$'s rows to unit length in place before every
     training forward, as ICAL's authors do to their weight-normalised layer (it needs `normalize=True`)."""
     def __init__(self, stage_channels: list[int], num_classes: int, normalize: bool = False, renormalize: bool = False):
@@ -261,12 +261,12 @@ class MarginHead(nn.Module):
         fmap = stages[-1]
         features = fmap.mean((2, 3))
         w = F.normalize(self.fc.weight, dim=1) if self.normalize else self.fc.weight
-        return ModelOutput(logits=features @ w.T, features=features, feature_maps=fmap, class_weights=self.fc.weight)
+        return ModelOutput(logits=features @ w.T, features=features, feature_maps=fmap, class_vectors=self.fc.weight)
 
 class GaussianMixtureHead(nn.Module):
     r"""The last layer of the LGM loss (Wan et al. 2018): GAP, then one Gaussian per class with mean $\mu_k$ and
     identity covariance, as in the authors' code. The prediction is $-d_k = -\frac12\|x-\mu_k\|^2$ (equal priors);
-    `class_weights` holds the means."""
+    `class_vectors` holds the means."""
     def __init__(self, stage_channels: list[int], num_classes: int):
         super().__init__()
         self.means = nn.Parameter(torch.empty(num_classes, stage_channels[-1]))
@@ -275,7 +275,7 @@ class GaussianMixtureHead(nn.Module):
         fmap = stages[-1]
         features = fmap.mean((2, 3))
         return ModelOutput(logits=-half_sq_distances(features, self.means), features=features, feature_maps=fmap,
-                           class_weights=self.means)
+                           class_vectors=self.means)
 
 
 class SEAttentionHead(nn.Module):

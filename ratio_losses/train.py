@@ -169,11 +169,15 @@ def check_pairing(head: str, head_options: dict, objective, num_classes: int | N
             raise ValueError(f"objective {name!r} reads {what}, but the config has {got}: set head: {want}"
                              + ("" if norm is None else f" and head_options: {{normalize: {str(norm).lower()}}}"))
     if 'mc' in terms:
-        xi = (terms['mc'] or {}).get('channels_per_class', 3)
-        if head != 'linear' or head_options.get('channels_per_class') != xi:
+        given = (terms['mc'] or {}).get('channels_per_class')
+        head_xi = head_options.get('channels_per_class')
+        if head != 'linear' or head_xi is None:
             raise ValueError(f"objective 'mc' reads ξ·C class-aligned feature maps: set head: linear and head_options: "
-                             f"{{channels_per_class: {xi}}} (the objective's channels_per_class; now head={head!r}, "
-                             f"head_options={head_options!r})")
+                             f"{{channels_per_class: {given or 3}}} (ξ, given once, in the head; the authors use 3; now "
+                             f"head={head!r}, head_options={head_options!r})")
+        if given is not None and given != head_xi:
+            raise ValueError(f"objective 'mc' has channels_per_class={given!r} but the head {head_xi!r}: give ξ once, in "
+                             f"head_options: {{channels_per_class: ξ}} (MC-Loss reads it off the feature maps)")
     if 'gce' in terms and num_classes:
         k = (terms['gce'] or {}).get('k', 15)
         if isinstance(k, int) and k >= num_classes - 1:
@@ -315,7 +319,7 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: 
     return m.compute()['ece']
 
 # %% ../nbs/04_train.ipynb #80ffc2e5
-PER_SAMPLE_FIELDS = ('logits', 'features', 'attention', 'exit_logits', 'class_maps', 'feature_maps')  # not class_weights
+PER_SAMPLE_FIELDS = ('logits', 'features', 'attention', 'exit_logits', 'class_maps', 'feature_maps')  # not class_vectors
 
 def _interleave(parts: list[torch.Tensor]) -> torch.Tensor:
     "Rank r's i-th sample at position i·N + r: the order of the global batch that the ranks share."

@@ -97,18 +97,18 @@ def _feats(B, C, D, dtype, seed):
 
 
 FEATURE_LOSSES = {   # name: (fn(features, class_vectors, target, reduction), reference)
-    'center': (lambda f, w, y, r: L.center_loss(f, w, y, r), ref_center),
-    'lsoftmax m=1': (lambda f, w, y, r: L.large_margin_softmax_loss(f, w, y, 1, 0.0, r), lambda f, w, y: ref_margin(f, w, y, 1)),
-    'lsoftmax m=2': (lambda f, w, y, r: L.large_margin_softmax_loss(f, w, y, 2, 0.0, r), lambda f, w, y: ref_margin(f, w, y, 2)),
-    'lsoftmax m=3 lam=2': (lambda f, w, y, r: L.large_margin_softmax_loss(f, w, y, 3, 2.0, r),
+    'center': (lambda f, w, y, r: L.center_term(f, y, w, r), ref_center),
+    'lsoftmax m=1': (lambda f, w, y, r: L.large_margin_softmax_loss(f, y, w, 1, 0.0, r), lambda f, w, y: ref_margin(f, w, y, 1)),
+    'lsoftmax m=2': (lambda f, w, y, r: L.large_margin_softmax_loss(f, y, w, 2, 0.0, r), lambda f, w, y: ref_margin(f, w, y, 2)),
+    'lsoftmax m=3 lam=2': (lambda f, w, y, r: L.large_margin_softmax_loss(f, y, w, 3, 2.0, r),
                            lambda f, w, y: ref_margin(f, w, y, 3, 2.0)),
-    'lsoftmax m=4': (lambda f, w, y, r: L.large_margin_softmax_loss(f, w, y, 4, 0.0, r), lambda f, w, y: ref_margin(f, w, y, 4)),
-    'asoftmax m=4': (lambda f, w, y, r: L.angular_softmax_loss(f, w, y, 4, 0.0, r),
+    'lsoftmax m=4': (lambda f, w, y, r: L.large_margin_softmax_loss(f, y, w, 4, 0.0, r), lambda f, w, y: ref_margin(f, w, y, 4)),
+    'asoftmax m=4': (lambda f, w, y, r: L.angular_softmax_loss(f, y, w, 4, 0.0, r),
                      lambda f, w, y: ref_margin(f, w, y, 4, normalize=True)),
-    'asoftmax m=2 lam=5': (lambda f, w, y, r: L.angular_softmax_loss(f, w, y, 2, 5.0, r),
+    'asoftmax m=2 lam=5': (lambda f, w, y, r: L.angular_softmax_loss(f, y, w, 2, 5.0, r),
                            lambda f, w, y: ref_margin(f, w, y, 2, 5.0, normalize=True)),
-    'lgm': (lambda f, w, y, r: L.lgm_loss(f, w, y, 0.1, 0.01, r), lambda f, w, y: ref_lgm(f, w, y, 0.1, 0.01)),
-    'lgm a=1 l=0.5': (lambda f, w, y, r: L.lgm_loss(f, w, y, 1.0, 0.5, r), lambda f, w, y: ref_lgm(f, w, y, 1.0, 0.5)),
+    'lgm': (lambda f, w, y, r: L.lgm_loss(f, y, w, 0.1, 0.01, r), lambda f, w, y: ref_lgm(f, w, y, 0.1, 0.01)),
+    'lgm a=1 l=0.5': (lambda f, w, y, r: L.lgm_loss(f, y, w, 1.0, 0.5, r), lambda f, w, y: ref_lgm(f, w, y, 1.0, 0.5)),
     'ical lam=10': (_ical, lambda f, w, y: ref_ical(f, w, y, 10.0)),
     'ical lam=0.1': (lambda f, w, y, r: _ical(f, w, y, r, 0.1), lambda f, w, y: ref_ical(f, w, y, 0.1)),
 }
@@ -147,11 +147,11 @@ def test_mc_against_the_equation(xi, masked, dtype):
         y = torch.randint(0, C, (5,), generator=g)
         mask = L.mc_channel_mask(C, xi, g) if masked else None
         expected = torch.tensor(ref_mc(fm.double(), y, C, xi, 1.5, 20.0, mask), dtype=torch.float64)
-        got = L.mutual_channel_loss(fm, y, C, xi, 1.5, 20.0, mask, 'none')
+        got = L.mc_term(fm, y, C, xi, 1.5, 20.0, mask, 'none')
         torch.testing.assert_close(got.double(), expected, **_tol(dtype))
-        torch.testing.assert_close(L.mutual_channel_loss(fm, y, C, xi, 1.5, 20.0, mask).double(), expected.mean(), **_tol(dtype))
+        torch.testing.assert_close(L.mc_term(fm, y, C, xi, 1.5, 20.0, mask).double(), expected.mean(), **_tol(dtype))
     fm = fm.double().requires_grad_()
-    assert torch.autograd.gradcheck(lambda z: L.mutual_channel_loss(z, y, C, xi, 1.5, 20.0, mask), (fm,))
+    assert torch.autograd.gradcheck(lambda z: L.mc_term(z, y, C, xi, 1.5, 20.0, mask), (fm,))
 
 
 def test_mc_mask_drops_half_of_each_class_channels():
@@ -167,12 +167,12 @@ def test_mc_mask_drops_half_of_each_class_channels():
 def test_reductions_to_cross_entropy():
     f, w, y = _feats(32, 10, 8, torch.float64, seed=5)
     ce = F.cross_entropy(f @ w.T, y)
-    torch.testing.assert_close(L.large_margin_softmax_loss(f, w, y, margin=1), ce)                 # m = 1, W as is
-    torch.testing.assert_close(L.angular_softmax_loss(f, w, y, margin=1), F.cross_entropy(f @ F.normalize(w, dim=1).T, y))
-    torch.testing.assert_close(L.large_margin_softmax_loss(f, w, y, margin=4, lam=1e12), ce)      # lambda -> inf: softmax
-    torch.testing.assert_close(L.lgm_loss(f, w, y, 0.0, 0.0), F.cross_entropy(-0.5 * torch.cdist(f, w) ** 2, y))
+    torch.testing.assert_close(L.large_margin_softmax_loss(f, y, w, margin=1), ce)                 # m = 1, W as is
+    torch.testing.assert_close(L.angular_softmax_loss(f, y, w, margin=1), F.cross_entropy(f @ F.normalize(w, dim=1).T, y))
+    torch.testing.assert_close(L.large_margin_softmax_loss(f, y, w, margin=4, lam=1e12), ce)      # lambda -> inf: softmax
+    torch.testing.assert_close(L.lgm_loss(f, y, w, 0.0, 0.0), F.cross_entropy(-0.5 * torch.cdist(f, w) ** 2, y))
     torch.testing.assert_close(L.max_entropy_loss(f @ w.T, y, 0.0), ce)
-    assert L.large_margin_softmax_loss(f, w, y, margin=2) > ce                                   # a margin costs
+    assert L.large_margin_softmax_loss(f, y, w, margin=2) > ce                                   # a margin costs
     out = ModelOutput(logits=f @ w.T, features=f, feature_maps=torch.randn(32, 30, 2, 2, dtype=torch.float64))
     torch.testing.assert_close(L.build_objective({'center': {'lam': 0.0}})(out, y), ce)
     torch.testing.assert_close(L.build_objective({'mc': {'mu': 0.0, 'beta': 0.0}})(out, y), ce)
@@ -180,7 +180,7 @@ def test_reductions_to_cross_entropy():
     unit = f @ F.normalize(w, dim=1).T
     torch.testing.assert_close(L.inter_class_angular_loss(unit, y, w, lam=0.0), F.cross_entropy(unit, y))   # lambda = 0: CE
     ical = L.build_objective({'ce': {}, 'ical': {'lam': 5.0}})
-    torch.testing.assert_close(ical(ModelOutput(logits=unit, features=f, class_weights=w), y), L.inter_class_angular_loss(unit, y, w, 5.0))
+    torch.testing.assert_close(ical(ModelOutput(logits=unit, features=f, class_vectors=w), y), L.inter_class_angular_loss(unit, y, w, 5.0))
     torch.testing.assert_close(L.InterClassAngularLoss(5.0)(unit, y, w), L.inter_class_angular_loss(unit, y, w, 5.0))
 
 
@@ -217,7 +217,7 @@ def test_center_update_follows_eq4():
 def test_learnable_state_survives_the_objective_state_dict():
     torch.manual_seed(0)
     f, w, y = torch.randn(8, 5), torch.randn(4, 5), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
-    out = ModelOutput(logits=f @ w.T, features=f, class_weights=w, feature_maps=torch.randn(8, 12, 3, 3))
+    out = ModelOutput(logits=f @ w.T, features=f, class_vectors=w, feature_maps=torch.randn(8, 12, 3, 3))
     config = {'asoftmax': {'gamma': 1.0}, 'center': {}, 'mc': {}}
     obj = L.build_objective(config).train()
     for _ in range(3): obj(out, y)
@@ -230,7 +230,7 @@ def test_learnable_state_survives_the_objective_state_dict():
     assert fresh.classification.lam == obj.classification.lam == max(5.0, 1000 / (1 + 3))
     assert torch.equal(fresh(out, y), obj(out, y))                           # same centres, same lambda, same MC mask
     with pytest.raises(ValueError, match=r'centres of shape \(4, 5\) but this batch has 3 classes'):
-        fresh(ModelOutput(logits=torch.randn(8, 3), features=f, class_weights=w[:3]), y % 3)
+        fresh(ModelOutput(logits=torch.randn(8, 3), features=f, class_vectors=w[:3]), y % 3)
 
 
 def test_renormalize_keeps_unit_class_vectors_in_training_only():
@@ -254,10 +254,10 @@ def test_model_heads_hold_the_class_vectors():
     m = build_model('small_cnn', 'gaussian_mixture', in_channels=1, num_classes=5)
     assert 'head.means' in m.state_dict()
     out = m(torch.randn(2, 1, 8, 8))
-    assert out.class_weights is m.head.means
+    assert out.class_vectors is m.head.means
     m = build_model('small_cnn', 'margin', in_channels=1, num_classes=5)
     out = m(torch.randn(2, 1, 8, 8))
-    assert out.class_weights is m.head.fc.weight and m.head.fc.bias is None
+    assert out.class_vectors is m.head.fc.weight and m.head.fc.bias is None
     m = build_model('small_cnn', 'linear', in_channels=1, num_classes=5, head_options={'channels_per_class': 3})
     assert m(torch.randn(2, 1, 8, 8)).feature_maps.shape[1] == 15
 
@@ -293,18 +293,18 @@ def test_finite_at_extreme_features(name):
 
 
 @pytest.mark.parametrize('call,match', [
-    (lambda: L.large_margin_softmax_loss(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2]), margin=0), 'margin=0'),
+    (lambda: L.large_margin_softmax_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.randn(5, 4), margin=0), 'margin=0'),
     (lambda: L.LargeMarginSoftmaxLoss(margin=2.5), r'margin=2.5 must be an integer >= 1'),
-    (lambda: L.angular_softmax_loss(torch.randn(3, 4), torch.randn(5, 3), torch.tensor([0, 1, 2])), 'weight has dimension 3'),
-    (lambda: L.large_margin_softmax_loss(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 7])), 'class index 7'),
-    (lambda: L.lgm_loss(torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 2]), alpha=-1), 'alpha=-1'),
-    (lambda: L.center_loss(torch.randn(3, 4, 1), torch.randn(5, 4), torch.tensor([0, 1, 2])), r'features must be .* \(B, D\)'),
+    (lambda: L.angular_softmax_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.randn(5, 3)), 'weight has dimension 3'),
+    (lambda: L.large_margin_softmax_loss(torch.randn(3, 4), torch.tensor([0, 1, 7]), torch.randn(5, 4)), 'class index 7'),
+    (lambda: L.lgm_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.randn(5, 4), alpha=-1), 'alpha=-1'),
+    (lambda: L.center_term(torch.randn(3, 4, 1), torch.tensor([0, 1, 2]), torch.randn(5, 4)), r'features must be .* \(B, D\)'),
     (lambda: L.CenterLoss(alpha=2), 'alpha=2 must be in'),
     (lambda: L.MaxEntropyLoss(), 'gamma must be given'),
     (lambda: L.build_objective({'maxent': {}}), 'gamma must be given'),
     (lambda: L.MutualChannelLoss(channels_per_class=0), 'channels_per_class=0'),
     (lambda: L.build_objective('mc')(ModelOutput(logits=torch.randn(2, 4), feature_maps=torch.randn(2, 10, 2, 2)),
-                                     torch.tensor([0, 1])), r'head_options \{channels_per_class: 3\}'),
+                                     torch.tensor([0, 1])), r'head_options \{channels_per_class: ξ\}'),
     (lambda: L.build_objective('lsoftmax')(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])), "use the 'margin' head"),
     (lambda: L.build_objective('lgm')(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])), "'gaussian_mixture' head"),
     (lambda: L.build_objective('center')(ModelOutput(logits=torch.randn(2, 4)), torch.tensor([0, 1])), 'penultimate features'),

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import ratio_losses.loss_checks as LC
 import ratio_losses.losses as L
 from ratio_losses.core import ModelOutput
 
@@ -165,10 +166,10 @@ def test_cc_loss_against_the_equation():
         for lam in (0.0, 0.5, 1.0, 2.0):
             expected = torch.tensor(ref_ce(x, y), dtype=torch.float64) + lam * ratio
             for r in ('none', 'mean', 'sum'):
-                got = L.channel_correlation_loss(x, att, y, lam=lam, reduction=r)
-                torch.testing.assert_close(got, L._reduce(expected, r), rtol=1e-9, atol=1e-12)
+                got = L.channel_correlation_loss(x, y, att, lam=lam, reduction=r)
+                torch.testing.assert_close(got, LC._reduce(expected, r), rtol=1e-9, atol=1e-12)
         att.requires_grad_(); x.requires_grad_()
-        assert torch.autograd.gradcheck(lambda a, z: L.channel_correlation_loss(z, a, y), (att, x))
+        assert torch.autograd.gradcheck(lambda a, z: L.channel_correlation_loss(z, y, a), (att, x))
 
 
 def test_msl_against_the_equation():
@@ -258,7 +259,7 @@ def test_cc_without_a_different_class_pair_is_defined():
     y = torch.zeros(5, dtype=torch.long)
     assert L.channel_correlation_ratio(att, y).item() == 0.0
     x = torch.randn(5, 3, requires_grad=True)
-    loss = L.channel_correlation_loss(x, att, y)
+    loss = L.channel_correlation_loss(x, y, att)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(att.grad).all() and torch.isfinite(x.grad).all()
     torch.testing.assert_close(loss, F.cross_entropy(x, y))
@@ -342,7 +343,7 @@ def test_gce_eq13_14_and_the_true_class_claim_of_eq16():
 ALL_LOSSES = {
     'ce': L.cross_entropy, 'nllr': L.nllr_loss, 'crl': L.competing_ratio_loss, 'crl a=0.5': lambda x, y: L.competing_ratio_loss(x, y, 0.5),
     'cce': L.categorical_cross_entropy, 'gce': lambda x, y: L.gradient_boosting_cross_entropy(x, y, 3),
-    'msl': L.mixture_separability_loss, 'cc': lambda x, y: L.channel_correlation_loss(x, torch.sigmoid(x), y),
+    'msl': L.mixture_separability_loss, 'cc': lambda x, y: L.channel_correlation_loss(x, y, torch.sigmoid(x)),
     'focal': L.focal_loss, 'focal g=0.5': lambda x, y: L.focal_loss(x, y, 0.5),
     'maxent': lambda x, y: L.max_entropy_loss(x, y, 0.5),
 }
@@ -424,11 +425,11 @@ X, Y = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
     (lambda: L.GradientBoostingCrossEntropyLoss(k=2.5), r'k=2.5 must be an integer >= 1'),
     (lambda: L.competing_ratio_loss(X, Y, alpha=-0.1), r'alpha=-0.1 must be a finite number >= 0'),
     (lambda: L.CompetingRatioLoss(beta=-1), r'beta=-1 must be a finite number >= 0'),
-    (lambda: L.channel_correlation_loss(X, torch.rand(4, 3), Y, lam=-1), r'lam=-1 must be a finite number >= 0'),
+    (lambda: L.channel_correlation_loss(X, Y, torch.rand(4, 3), lam=-1), r'lam=-1 must be a finite number >= 0'),
     (lambda: L.ChannelCorrelationLoss(lam=float('nan')), r'lam=nan'),
     (lambda: L.MixtureSeparabilityLoss(xi=-1), r'xi=-1'),
     (lambda: L.cross_entropy(X, Y, reduction='avg'), r"reduction='avg' must be one of"),
-    (lambda: L.channel_correlation_loss(X, torch.rand(3, 3), Y), r'attention must be a tensor \(B, D\)'),
+    (lambda: L.channel_correlation_loss(X, Y, torch.rand(3, 3)), r'attention must be a tensor \(B, D\)'),
     (lambda: L.mixture_separability_loss([], Y), 'exit_logits is empty'),
 ])
 def test_bad_input(call, match):
