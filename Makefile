@@ -28,7 +28,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup venv data slurm smoke smoke-test figures resume-full test check-clean check-export nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
+.PHONY: help setup venv data slurm smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)"
@@ -170,7 +170,7 @@ smoke-test: setup
 quick: setup
 	$(BIN)/ratio-losses train --dataset fashion_mnist --epochs 1
 
-test: setup slurm check-clean check-export nbdev-test pytest
+test: setup slurm check-clean check-export lint nbdev-test pytest
 	@echo "make test: all checks passed"
 
 ## --- the parts of `make test` --------------------------------------------------------------------
@@ -196,6 +196,16 @@ check-export: $(STAMP)
 	  echo "FAIL: ratio_losses/ was out of sync with nbs/; nbdev_export rewrote these, commit them with their notebooks:"; \
 	  diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /  /p'; exit 1; fi; \
 	echo "ok: ratio_losses/ is what nbs/ exports (nbdev_export changes nothing)"
+
+# ruff lints the notebooks' code (the source: nbdev writes the package from it), the tests and the benchmarks: syntax
+# errors, undefined and unused names, lines of at most 140 characters. The package is linted for the names only, as
+# nbdev puts each notebook's one-line summary, unwrapped, in its module's docstring. ratio_losses.losses re-exports.
+LINT := --select E9,F63,F7,F82,F401,F841,E501 --line-length 140
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT) --per-file-ignores 'nbs/02_losses.ipynb:F401' nbs tests benchmarks
+	$(BIN)/ruff check --select E9,F63,F7,F82,F401,F841 --per-file-ignores 'ratio_losses/losses.py:F401' \
+	  --exclude ratio_losses/_modidx.py ratio_losses
+	@echo "ok: ruff finds nothing"
 
 # One worker: torch on 2 cores gains nothing from running notebooks side by side. Cells marked `#| slow` are
 # skipped here; `make nbdev-test-slow` runs them too.

@@ -17,7 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from ratio_losses.core import get_device, seed_everything
 from ratio_losses.data import TensorLoader, load_dataset, load_tensors, standard_transform

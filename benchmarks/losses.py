@@ -126,12 +126,14 @@ def main():
         print(f"× F.cross_entropy, checks {'on' if checks else 'off'}")
         for name, (_, target) in LOSSES.items():
             r = [statistics.median(ratios[name, checks, C]) for C in sizes]
-            verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + ','.join(str(C) for C, v in zip(sizes, r) if v > target)}"
+            missed = ','.join(str(C) for C, v in zip(sizes, r) if target is not None and v > target)
+            verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + missed}"
             print(f'  {name:38}' + ''.join(f'{v:9.2f}×' for v in r) + verdict)
     if before:
         print(f"× F.cross_entropy, checks on: as commit {args.against} wrote them (same rounds) -> now")
         for name in before:
-            print(f'  {name:38}' + ''.join(f"{statistics.median(before_ratios[name, C]):6.2f}× ->{statistics.median(ratios[name, True, C]):5.2f}×"
+            med = statistics.median
+            print(f'  {name:38}' + ''.join(f"{med(before_ratios[name, C]):6.2f}× ->{med(ratios[name, True, C]):5.2f}×"
                                            for C in sizes))
     feature_ratios = {(name, C): [] for name in list(FEATURE_LOSSES) + ['mutual_channel_loss xi=3 (+ CE)'] for C in sizes}
     for C in sizes:

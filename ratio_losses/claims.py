@@ -136,7 +136,8 @@ def check_crl_printed_gradients() -> MathCheck:
         nllr_min = min(nllr_min, float(g0)); printed_neg += int(printed < 0)
     wrong = [k for k, v in worst.items() if v > 1e-6]
     return MathCheck('contradicted' if wrong else 'supported',
-                     f"largest |printed − autograd| over the logit rows with p_c ≤ 0.99 (of {len(x):,}): eq. 7 {worst['7']:.3f}, eq. 14 {worst['14']:.3f}, "
+                     f"largest |printed − autograd| over the logit rows with p_c ≤ 0.99 (of {len(x):,}): "
+                     f"eq. 7 {worst['7']:.3f}, eq. 14 {worst['14']:.3f}, "
                      f"eq. 15 {worst['15']:.3f}; NLLR's wrong-class gradient by autograd is never negative (lowest "
                      f"{nllr_min:.2e}), the printed eq. 15 is negative in {printed_neg:,} rows (p_c > 0.5)")
 

@@ -19,7 +19,7 @@ from .core import CPU_ISAS, pin_numerics, yaml_load
 from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
 from .models import BACKBONES, HEADS
 from .sweep import SCALES
-from .train import CONFIG_KEYS, RunConfig, config_from_dict, run_id, run_training, versions
+from .train import RunConfig, config_from_dict, run_id, run_training, versions
 
 # %% auto #0
 __all__ = ['parser', 'main']
@@ -157,7 +157,7 @@ def _datasets(args) -> int:
         try:
             ds = load_dataset(name, info.splits[0], args.root)
             status = f'found: {len(ds)} {info.splits[0]} images'
-        except DatasetNotFoundError as e:
+        except DatasetNotFoundError:
             status = f'missing; how to get it: {info.how_to_get}' if args.verbose else 'missing'
         except Exception as e:  # a damaged copy: say so, keep listing
             status = f'unreadable: {type(e).__name__}: {e}'
@@ -166,7 +166,8 @@ def _datasets(args) -> int:
 
 # %% ../nbs/07_cli.ipynb #65908813
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='ratio-losses', description='ratio_losses: losses for discriminative image classification, re-measured.')
+    p = argparse.ArgumentParser(prog='ratio-losses',
+                                description='ratio_losses: losses for discriminative image classification, re-measured.')
     p.add_argument('--version', action='version', version=f'ratio_losses {ratio_losses.__version__}')
     sub = p.add_subparsers(dest='command', required=True)
     t = sub.add_parser('train', help='train one run and print its test accuracy (writes a record)')

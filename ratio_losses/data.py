@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import zlib
-import hashlib
 import inspect
 import math
 import os
-import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .core import LazyModule, atomic_path, cache_dir
+from .core import LazyModule, cache_dir
 
 tvd = LazyModule('torchvision.datasets')      # imported on first use: in-memory runs never need torchvision
 T = LazyModule('torchvision.transforms')
@@ -279,7 +277,8 @@ _load_cifar10 = _register(DatasetInfo(
     ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'),
     "cifar-10-python.tar.gz from www.cs.toronto.edu/~kriz/cifar.html, extracted (folder cifar-10-batches-py), "
     "or download=True", True, used_by='CRL Tables I-V; MSL Sec. 4.1, Fig. 1, 3'))(
-    _tv_loader('cifar10', ('', 'cifar10', 'CIFAR10', 'cifar'), lambda s: _has('cifar-10-batches-py/batches.meta'), _cifar(lambda: tvd.CIFAR10)))
+    _tv_loader('cifar10', ('', 'cifar10', 'CIFAR10', 'cifar'), lambda s: _has('cifar-10-batches-py/batches.meta'),
+               _cifar(lambda: tvd.CIFAR10)))
 
 _load_cifar100 = _register(DatasetInfo(
     'cifar100', 'CIFAR-100', 100, ('train', 'test'), (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
@@ -598,7 +597,8 @@ class TensorLoader:
 
 # %% ../nbs/01_data.ipynb #4e92998e
 def standard_transform(name: str, train: bool = True, crop_padding: int = 0, hflip: bool = False, size: int | None = None):
-    "torchvision transforms for dataset `name`: optional resize to `size`², random crop with padding and flip (train), to tensor, normalise."
+    """torchvision transforms for dataset `name`: optional resize to `size`², random crop with padding and flip
+    (train), to tensor, normalise."""
     info = dataset_info(name)
     steps = [T.Resize((size, size))] if size is not None else []
     if train:

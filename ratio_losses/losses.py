@@ -46,5 +46,6 @@ _all_ = [
     'FocalLoss', 'prediction_entropy', 'max_entropy_loss', 'MaxEntropyLoss', 'center_loss', 'CenterLoss',
     'chebyshev_cos', 'margin_psi', 'margin_logits', 'large_margin_softmax_loss', 'angular_softmax_loss',
     'LargeMarginSoftmaxLoss', 'AngularSoftmaxLoss', 'lgm_loss', 'LGMLoss', 'mc_channel_mask', 'mc_discriminality',
-    'mc_diversity', 'mutual_channel_loss', 'center_term', 'mc_term', 'FUNCTIONS', 'LogitsLoss', 'forward_arguments', 'MutualChannelLoss', 'inter_class_angle_penalty',
+    'mc_diversity', 'mutual_channel_loss', 'center_term', 'mc_term', 'FUNCTIONS', 'LogitsLoss', 'forward_arguments',
+    'MutualChannelLoss', 'inter_class_angle_penalty',
     'inter_class_angular_loss', 'InterClassAngularLoss', 'LOSSES', 'Objective', 'objective_terms', 'build_objective']

@@ -323,7 +323,8 @@ class MixtureSeparabilityLoss(nn.Module):
         _check_number('xi', xi, what=' (MSL eq. 5; the paper starts at 0.5)')
         self.decay = _check_number('decay', decay, what=' (the paper shrinks ξ by 10 %: 0.1)')
         if self.decay >= 1: raise ValueError(f"decay={decay!r} must be in [0, 1)")
-        if not isinstance(patience, int) or patience < 1: raise ValueError(f"patience={patience!r} must be an integer >= 1 (the paper uses 100)")
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience={patience!r} must be an integer >= 1 (the paper uses 100)")
         self.patience = patience
         self.rtol, self.atol = _check_number('rtol', rtol), _check_number('atol', atol)
         _check_reduction(reduction); self.reduction = reduction

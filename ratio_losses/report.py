@@ -197,7 +197,8 @@ def _relative(path: str, root: Path) -> str:
     try: return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError: return path
 
-def write_report(results_root='results', out='figures/REPORT.md', scales=('cpu', 'full'), configs=CONFIGS) -> tuple[Path, list[ClaimResult]]:
+def write_report(results_root='results', out='figures/REPORT.md', scales=('cpu', 'full'),
+                 configs=CONFIGS) -> tuple[Path, list[ClaimResult]]:
     "Load each scale's committed records, assess every claim, and write the Markdown report; returns its path and results."
     root = Path(results_root)
     records = {s: load_scale(root, s, configs) for s in scales}
@@ -210,7 +211,8 @@ def write_report(results_root='results', out='figures/REPORT.md', scales=('cpu',
 # %% ../nbs/08d_report.ipynb #55399a0f
 HEADLINE = [   # the full scale's settings, each against the baseline of its paper's table: (title, preset, baseline, rows)
     ('CRL Tables III/IV', 'crl_table4', ('CE', {'loss': 'ce'}),
-     [('NLLR', {'loss': 'nllr'}), ('CRL (α = 1.5, β = 1)', {'loss': 'crl'}), ('CCE', {'loss': 'cce'}), ('focal (γ = 2)', {'loss': 'focal'})]),
+     [('NLLR', {'loss': 'nllr'}), ('CRL (α = 1.5, β = 1)', {'loss': 'crl'}), ('CCE', {'loss': 'cce'}),
+      ('focal (γ = 2)', {'loss': 'focal'})]),
     ('CC-Loss Tables 1/4', 'cc_table1', ('CE', {'loss': 'ce', 'head': 'linear'}),
      [('CC-Loss + SE head (λ = 1)', {'loss': 'ce+cc'}), ('ICAL (λ = 10)', {'loss': 'ce+ical'})]),
     ('CC-Loss Table 4', 'cc_table4', ('CE', {'loss': 'ce', 'head': 'linear'}), [('CE + SE head', {'loss': 'ce', 'head': 'se_attention'})]),

@@ -10,16 +10,13 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import re
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 import ratio_losses
@@ -413,7 +410,8 @@ def run_smoke(presets, scale: str = 'paper', runs_root='runs/smoke', launcher=No
                       'notes': notes[i], 'seconds': res.get('seconds', 0.0), 'notebook': res.get('notebook')}
         bar.update(1)
         line = f"{results[i]['status']:7} {pt.sweep}: {pt.label} ({pt.config['backbone']}, {pt.config['dataset']}"
-        line += f", {pt.config['image_size'] or 'native'} px){' | ' + '; '.join(notes[i]) if notes[i] else ''}, {res.get('seconds', 0):.0f} s"
+        noted = ' | ' + '; '.join(notes[i]) if notes[i] else ''
+        line += f", {pt.config['image_size'] or 'native'} px){noted}, {res.get('seconds', 0):.0f} s"
         if why: line += f"\n  {why.strip()}\n  notebook: {res.get('notebook')}".replace('\n', '\n  ')
         tqdm.write(line)
     try:

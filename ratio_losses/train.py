@@ -31,13 +31,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import ratio_losses
 from .core import (CPU_ISAS, ModelOutput, atomic_path, get_device, numerics_info, pin_numerics,
                                seed_everything)
-from .data import (DatasetNotFoundError, TensorLoader, dataset_info, list_datasets, load_dataset,
+from .data import (TensorLoader, dataset_info, list_datasets, load_dataset,
                                load_tensors, standard_transform, stratified_subset)
 from .losses import build_objective, objective_terms
 from .models import BACKBONES, HEADS, build_model, pretrained_path

@@ -166,7 +166,8 @@ def test_five_crop_logits_average_the_five_views():
 # --- bad configuration -------------------------------------------------------------------------------------
 @pytest.mark.parametrize('call,match', [
     (lambda: build_model('resnet9000'), "backbone='resnet9000' is unknown; valid choices: cifar_resnet101"),
-    (lambda: build_model(head='svm'), "head='svm' is unknown; valid choices: cam, gaussian_mixture, linear, margin, multi_exit, se_attention"),
+    (lambda: build_model(head='svm'),
+     "head='svm' is unknown; valid choices: cam, gaussian_mixture, linear, margin, multi_exit, se_attention"),
     (lambda: build_model('msl_vgg16', 'multi_exit', head_options={'exits': [0, 4]}), r'block indices in 1..4'),
     (lambda: build_model('msl_vgg16', 'multi_exit', head_options={'exits': [5]}), r'block indices in 1..4'),
     (lambda: build_model('small_cnn', 'cam', head_options={'alpha': 1.5}), r'alpha=1.5 must be in \[0, 1\]'),

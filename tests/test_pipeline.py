@@ -1,5 +1,4 @@
 """The in-memory tensor pipeline: deterministic for a seed, and the same images as torchvision's transforms."""
-import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF

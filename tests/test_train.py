@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ratio_losses.train import (LRFactor, Metrics, RESULT_COLUMNS, RunConfig, collect_results, config_from_dict,
+from ratio_losses.train import (LRFactor, Metrics, RESULT_COLUMNS, collect_results, config_from_dict,
                                 fixed_test_indices, load_artifacts, read_results, run_id, run_training)
 
 TINY = {'dataset': 'digits', 'epochs': 2, 'batch_size': 64, 'progress': False, 'threads': 1}
