@@ -23,8 +23,8 @@ import torch.nn as nn
 import yaml
 
 # %% auto #0
-__all__ = ['CPU_ISAS', 'ModelOutput', 'GeneratorState', 'half_sq_distances', 'get_device', 'seed_everything', 'numeric_env',
-           'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'LazyModule', 'yaml_load']
+__all__ = ['CPU_ISAS', 'ModelOutput', 'GeneratorState', 'sq_distances', 'half_sq_distances', 'get_device', 'seed_everything',
+           'numeric_env', 'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'LazyModule', 'yaml_load']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -51,6 +51,7 @@ class ModelOutput:
             return v
         return ModelOutput(**{f.name: _d(getattr(self, f.name)) for f in fields(self)})
 
+# %% ../nbs/00_core.ipynb #0fca099a
 class GeneratorState(nn.Module):
     """A module that draws random masks from its own `generator`: seeded by `seed`, or from torch's global generator
     when `seed` is None (so `seed_everything` fixes it), and saved in `state_dict` so a resumed run draws the same."""
@@ -60,13 +61,22 @@ class GeneratorState(nn.Module):
     def get_extra_state(self): return {'generator': self.generator.get_state()}
     def set_extra_state(self, state): self.generator.set_state(state['generator'])
 
+# %% ../nbs/00_core.ipynb #e5d3a26d
+def sq_distances(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Squared Euclidean distances $\|x_i - y_j\|^2$ between the rows of `x` (B, D) and `y` (C, D), or of `x` with
+    itself when `y` is None, by the expansion $\|x_i\|^2 - 2x_i\cdot y_j + \|y_j\|^2$ (CC eq. 10-14's
+    $E + E^T - 2G$ for `y=None`), clamped at 0, with autocast off; the caller chooses the dtype. The one copy of the
+    expansion: the Gaussian-mixture head and LGM (`half_sq_distances`), CC-Loss and MSL read it."""
+    with torch.autocast(x.device.type, enabled=False):
+        sq = (x * x).sum(1, keepdim=True)
+        if y is None: return (sq + sq.T - 2 * (x @ x.T)).clamp_min(0)
+        return (sq - 2 * x @ y.T + (y * y).sum(1)).clamp_min(0)
+
 def half_sq_distances(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     r"""$\frac12\|x_i-\mu_k\|^2$ (B, C) for features `x` (B, D) and class means (C, D), in float32 at least: the
     Gaussian-mixture head's negative logits and the LGM loss's distances."""
     x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    with torch.autocast(x.device.type, enabled=False):
-        mu = means.to(x.dtype)
-        return 0.5 * ((x * x).sum(1, keepdim=True) - 2 * x @ mu.T + (mu * mu).sum(1)).clamp_min(0)
+    return 0.5 * sq_distances(x, means.to(x.dtype))
 
 # %% ../nbs/00_core.ipynb #7c5c1742
 def _mps_available() -> bool:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .loss_checks import _check_cc, _check_crl, _check_dropin, _check_inputs, _check_k, _check_number
 from .loss_checks import _check_reduction, _finite, _float, _not_finite, _raise_not_finite, _reduce
 from .loss_checks import _reduce_samples, _safe_target
-from .core import ModelOutput
+from .core import ModelOutput, sq_distances
 
 # %% auto #0
 __all__ = ['EXACT_BELOW_ALPHA', 'cross_entropy', 'competing_ratio_loss', 'nllr_loss', 'crl_printed_gradient', 'crl_gradient',
@@ -144,10 +144,7 @@ def gradient_boosting_cross_entropy(logits: torch.Tensor, target: torch.Tensor, 
 # %% ../nbs/02b_paper_losses.ipynb #8ba780c7
 def pairwise_sq_distances(c: torch.Tensor) -> torch.Tensor:
     "Squared Euclidean distances between the rows of `c` (N, D) in CC eq. 10-14's form $E + E^T - 2CC^T$, clamped at 0."
-    with torch.autocast(c.device.type, enabled=False):
-        c = _float(c)
-        sq = (c * c).sum(1, keepdim=True)                                        # s_i (eq. 11); E repeats it (eq. 12)
-        return (sq + sq.T - 2 * (c @ c.T)).clamp_(min=0)                         # D = E + E^T - 2G (eq. 13-14)
+    return sq_distances(_float(c))                       # s_i (eq. 11), E repeating it (eq. 12), D = E + E^T - 2G (eq. 13-14)
 
 # %% ../nbs/02b_paper_losses.ipynb #7185c389
 def channel_correlation_ratio(attention: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -183,10 +180,7 @@ def class_mean_distances(q: torch.Tensor, target: torch.Tensor, num_classes: int
     over its $\\binom{\\mu_j}{2}$ unordered pairs. Returns `(d, has_pairs)`, both (num_classes,)."""
     num_classes = num_classes or q.shape[1]
     dt = torch.float32 if q.device.type == 'mps' else torch.float64
-    with torch.autocast(q.device.type, enabled=False):
-        q64 = q.to(dt)
-        sq = (q64 * q64).sum(1, keepdim=True)
-        dist = _safe_sqrt((sq + sq.T - 2 * (q64 @ q64.T)).clamp(min=0))
+    dist = _safe_sqrt(sq_distances(q.to(dt)))
     pair = (target[:, None] == target[None, :]).triu(1)                          # unordered same-class pairs
     onehot = F.one_hot(target, num_classes).to(dt)                                # (B, C)
     per_class = onehot.T @ (dist * pair).sum(1)                                   # sum of distances per class
