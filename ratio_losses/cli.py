@@ -19,7 +19,9 @@ from .core import CPU_ISAS, pin_numerics, yaml_load
 from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
 from .models import BACKBONES, HEADS
 from .sweep import SCALES
-from .train import RunConfig, config_from_dict, run_id, run_training, versions
+from .run_config import RunConfig, config_from_dict, run_id
+from .checkpoints import versions
+from .train import run_training
 
 # %% auto #0
 __all__ = ['parser', 'main']

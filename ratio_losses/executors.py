@@ -123,7 +123,7 @@ def _done(rec: dict, seconds: float, nb: Path, status: str = 'done') -> dict:
             'seconds': seconds, 'notebook': str(nb)}
 
 def _read_record(path: Path) -> dict | None:
-    from ratio_losses.train import read_record
+    from ratio_losses.checkpoints import read_record
     return read_record(path)
 
 def _error_text(e: BaseException) -> str:

@@ -23,8 +23,10 @@ import ratio_losses
 from .core import atomic_path, yaml_load
 from .executors import (Launcher, claim_is_live, kernel_name, merge_launchers, read_claim,
                                     run_points, slurm_states)
-from .train import (CONFIG_KEYS, check_writable, config_from_dict, preflight, read_record, read_results, run_id,
-                                write_json)
+from .run_config import CONFIG_KEYS, config_from_dict, run_id
+from .checkpoints import read_record, write_json
+from .results_table import read_results
+from .train import check_writable, preflight
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'SMOKE_STEPS', 'SMOKE_BATCH', 'load_preset',
@@ -356,7 +358,7 @@ def check_smoke(run_dir) -> str | None:
     "None if the smoke run in `run_dir` wrote its record, has a finite loss and a checkpoint that round-trips; else why not."
     from ratio_losses.data import dataset_info
     from ratio_losses.models import build_model
-    from ratio_losses.train import load_checkpoint, weights_digest
+    from ratio_losses.checkpoints import load_checkpoint, weights_digest
     rec = read_record(Path(run_dir)/'record.json', move_corrupt=False)
     if rec is None: return 'no record was written'
     loss = rec['final'].get('train_loss')

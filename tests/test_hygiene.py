@@ -25,7 +25,7 @@ def test_no_control_characters_in_package_or_notebooks():
 def test_the_package_imports_without_fcntl(tmp_path):
     "As on Windows: with fcntl unavailable, the trainer and the sweeps still import, and the table's lock works."
     code = ("import sys; sys.modules['fcntl'] = None\n"
-            "import ratio_losses.train as t, ratio_losses.sweep\n"
+            "import ratio_losses.train, ratio_losses.sweep, ratio_losses.results_table as t\n"
             f"with t._locked(__import__('pathlib').Path({str(tmp_path/'results.csv')!r})): pass\n")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
