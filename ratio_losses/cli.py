@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -19,7 +20,8 @@ from .core import CPU_ISAS, pin_numerics, yaml_load
 from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
 from .models import BACKBONES, HEADS
 from .sweep import SCALES
-from .run_config import RunConfig, config_from_dict, run_id
+from .executors import EXECUTORS, Launcher
+from .run_config import AMP_DTYPES, RunConfig, config_from_dict, run_id
 from .checkpoints import versions
 from .train import run_training
 
@@ -167,40 +169,67 @@ def _datasets(args) -> int:
     return 0
 
 # %% ../nbs/07_cli.ipynb #65908813
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='ratio-losses',
-                                description='ratio_losses: losses for discriminative image classification, re-measured.')
-    p.add_argument('--version', action='version', version=f'ratio_losses {ratio_losses.__version__}')
-    sub = p.add_subparsers(dest='command', required=True)
+def _default(cls, key: str):
+    "The default of field `key` of dataclass `cls`: help texts quote it from the one place it is set."
+    f = next(f for f in dataclasses.fields(cls) if f.name == key)
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+def _train_parser(sub):
     t = sub.add_parser('train', help='train one run and print its test accuracy (writes a record)')
+    d = lambda key: _default(RunConfig, key)
     t.add_argument('--config', help='YAML or JSON file of run-config keys')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='set one run-config key (value read as YAML); repeatable')
-    t.add_argument('--dataset', choices=list_datasets())
+    t.add_argument('--dataset', choices=list_datasets(), help=f"(default: {d('dataset')})")
     t.add_argument('--root', help='folder holding the dataset (default: $RATIO_LOSSES_DATA, system folders)')
-    t.add_argument('--backbone', choices=sorted(BACKBONES))
-    t.add_argument('--head', choices=sorted(HEADS))
-    t.add_argument('--objective', help="the objective as YAML/JSON, e.g. '{crl: {alpha: 1.5}}' (default: ce)")
-    t.add_argument('--epochs', type=_positive_int)
+    t.add_argument('--backbone', choices=sorted(BACKBONES), help=f"(default: {d('backbone')})")
+    t.add_argument('--head', choices=sorted(HEADS), help=f"(default: {d('head')})")
+    t.add_argument('--objective', help=f"the objective as YAML/JSON, e.g. '{{crl: {{alpha: 1.5}}}}' (default: {d('objective')})")
+    t.add_argument('--epochs', type=_positive_int, help=f"(default: {d('epochs')})")
     t.add_argument('--iterations', type=_positive_int, help='train for this many steps instead of epochs')
-    t.add_argument('--batch-size', type=_positive_int)
-    t.add_argument('--lr', type=float)
+    t.add_argument('--batch-size', type=_positive_int, help=f"(default: {d('batch_size')})")
+    t.add_argument('--lr', type=float, help=f"(default: {d('lr')})")
     t.add_argument('--subset', type=_positive_int, help='train on a class-stratified subset of this many images')
     t.add_argument('--crop-padding', type=int, help='random crop with this zero padding (0: none)')
     t.add_argument('--hflip', action='store_true', help='random horizontal flips')
-    t.add_argument('--seed', type=int)
+    t.add_argument('--seed', type=int, help=f"(default: {d('seed')})")
     t.add_argument('--device', help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    t.add_argument('--amp', choices=['none', 'bf16', 'fp16'])
-    t.add_argument('--threads', type=_positive_int, help='CPU threads (part of the run: default 1, as the committed records)')
-    t.add_argument('--cpu-isa', choices=CPU_ISAS, help="CPU kernels: avx2 (default: the same bits on any x86-64), avx512, native")
+    t.add_argument('--amp', choices=list(AMP_DTYPES), help=f"mixed precision (default: {d('amp')})")
+    t.add_argument('--threads', type=_positive_int,
+                   help=f"CPU threads (part of the run: default {d('threads')}, as the committed records)")
+    t.add_argument('--cpu-isa', choices=CPU_ISAS,
+                   help=f"CPU kernels (default: {d('cpu_isa')}; avx2 gives the same bits on any x86-64); avx512, native")
     t.add_argument('--out-dir', help='folder of the run (default: runs/train/DATASET-RUNID)')
     t.add_argument('--no-channels-last', action='store_true', help='keep the NCHW layout')
     t.add_argument('--no-progress', action='store_true', help='no progress bars')
     t.set_defaults(func=_train)
+
+def _launcher_options(s):
+    x = s.add_argument_group('where the points run (override the preset\'s launcher: section)')
+    d = lambda key: _default(Launcher, key)
+    x.add_argument('--executor', choices=list(EXECUTORS),
+                   help=f"local processes, Slurm jobs, or in-process (default: {d('executor')})")
+    x.add_argument('--no-wait', action='store_true', help='submit the Slurm jobs, print their ids and return')
+    x.add_argument('--status', action='store_true', help="show each point's state (records, claims, the scheduler); run nothing")
+    x.add_argument('--cancel-on-interrupt', action='store_true', help='Ctrl-C cancels the started jobs without asking')
+    x.add_argument('--partition'); x.add_argument('--account'); x.add_argument('--qos')
+    x.add_argument('--time-min', type=_positive_int, help=f"time limit of each job, minutes (default {d('time_min')})")
+    x.add_argument('--cpus', type=_positive_int, help=f"CPUs per task (default {d('cpus')})")
+    x.add_argument('--mem-gb', type=float, help='memory per job, GB')
+    x.add_argument('--gpus', type=_non_negative_int, help=f"GPUs per job (default {d('gpus')}; paper-scale presets: 1)")
+    x.add_argument('--tasks', type=_positive_int, help='tasks per job: more than one trains the point data-parallel')
+    x.add_argument('--signal-delay-s', type=_non_negative_int,
+                   help=f"Slurm signals a job this long before its limit (default {d('signal_delay_s')})")
+    x.add_argument('--max-requeues', type=_non_negative_int,
+                   help=f"how often a job may requeue at its time limit (default {d('max_requeues')})")
+    x.add_argument('--sbatch', action='append', metavar='NAME=VALUE', help='another sbatch option; repeatable')
+    x.add_argument('--setup', action='append', metavar='LINE', help="a shell line each job runs first; repeatable")
+
+def _sweep_parser(sub):
     s = sub.add_parser('sweep', help='run presets (configs/*.yaml) through the experiment notebook')
     s.add_argument('configs', nargs='+', help='preset YAML files')
     s.add_argument('--scale', choices=list(SCALES), default='cpu')
-    s.add_argument('--workers', type=_non_negative_int, help='points at once: local processes (default 1), or the Slurm '
-                   "array's %%N (default: no limit)")
+    s.add_argument('--workers', type=_non_negative_int, help=f"points at once: local processes (default "
+                   f"{_default(Launcher, 'workers')}), or the Slurm array's %%N (default: no limit)")
     s.add_argument('--runs-root', default='runs', help='where runs go: RUNS_ROOT/SCALE/PRESET/POINT (default: runs)')
     s.add_argument('--dry-run', action='store_true', help='list the points and their state; run nothing')
     s.add_argument('--smoke', action='store_true', help='run every distinct configuration for two steps on fixture data, '
@@ -208,22 +237,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument('--only', help='run only the points whose label matches this regular expression')
     s.add_argument('--timeout', type=float, help='seconds allowed per notebook cell')
     s.add_argument('--no-progress', action='store_true')
-    x = s.add_argument_group('where the points run (override the preset\'s launcher: section)')
-    x.add_argument('--executor', choices=['local', 'slurm', 'debug'], help='local processes (default), Slurm jobs, or in-process')
-    x.add_argument('--no-wait', action='store_true', help='submit the Slurm jobs, print their ids and return')
-    x.add_argument('--status', action='store_true', help="show each point's state (records, claims, the scheduler); run nothing")
-    x.add_argument('--cancel-on-interrupt', action='store_true', help='Ctrl-C cancels the started jobs without asking')
-    x.add_argument('--partition'); x.add_argument('--account'); x.add_argument('--qos')
-    x.add_argument('--time-min', type=_positive_int, help='time limit of each job, minutes (default 60)')
-    x.add_argument('--cpus', type=_positive_int, help='CPUs per task (default 2)')
-    x.add_argument('--mem-gb', type=float, help='memory per job, GB')
-    x.add_argument('--gpus', type=_non_negative_int, help='GPUs per job (paper-scale presets: 1)')
-    x.add_argument('--tasks', type=_positive_int, help='tasks per job: more than one trains the point data-parallel')
-    x.add_argument('--signal-delay-s', type=_non_negative_int, help='Slurm signals a job this long before its limit (90)')
-    x.add_argument('--max-requeues', type=_non_negative_int, help='how often a job may requeue at its time limit (3)')
-    x.add_argument('--sbatch', action='append', metavar='NAME=VALUE', help='another sbatch option; repeatable')
-    x.add_argument('--setup', action='append', metavar='LINE', help="a shell line each job runs first; repeatable")
+    _launcher_options(s)
     s.set_defaults(func=_sweep)
+
+def parser() -> argparse.ArgumentParser:
+    "The `ratio-losses` command line: `train`, `sweep`, `datasets`; defaults come from `RunConfig` and `Launcher`."
+    p = argparse.ArgumentParser(prog='ratio-losses',
+                                description='ratio_losses: losses for discriminative image classification, re-measured.')
+    p.add_argument('--version', action='version', version=f'ratio_losses {ratio_losses.__version__}')
+    sub = p.add_subparsers(dest='command', required=True)
+    _train_parser(sub)
+    _sweep_parser(sub)
     d = sub.add_parser('datasets', help='list the datasets and where they were found')
     d.add_argument('--root', default=None)
     d.add_argument('-v', '--verbose', action='store_true', help='say how to get the missing ones')

@@ -24,7 +24,8 @@ import yaml
 
 # %% auto #0
 __all__ = ['CPU_ISAS', 'ModelOutput', 'GeneratorState', 'sq_distances', 'half_sq_distances', 'get_device', 'seed_everything',
-           'numeric_env', 'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'LazyModule', 'yaml_load']
+           'numeric_env', 'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'check_writable', 'LazyModule',
+           'yaml_load']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -196,6 +197,17 @@ def atomic_path(path: str | Path, is_dir: bool = False):
         if tmp.is_dir(): shutil.rmtree(tmp, ignore_errors=True)
         else: tmp.unlink(missing_ok=True)
         raise
+
+# %% ../nbs/00_core.ipynb #e9f758be
+def check_writable(folder, name: str = 'out_dir', fix: str = 'choose another out_dir') -> Path:
+    "`folder` made if missing and shown writable, or a `ValueError` naming it as `name`, with `fix`."
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder): pass
+    except OSError as e:
+        raise ValueError(f"{name}={str(folder)!r} is not writable ({e.strerror}); {fix}") from None
+    return folder
 
 # %% ../nbs/00_core.ipynb #37f77d9b
 class LazyModule(types.ModuleType):

@@ -5,145 +5,32 @@
 # %% ../nbs/01_data.ipynb #b93d276e
 from __future__ import annotations
 
-import contextlib
 import gzip
 import zlib
 import inspect
 import math
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .core import LazyModule, cache_dir
+from .core import LazyModule
+from .dataset_registry import ADIENCE_AGE_GROUPS, DEBIAN_FASHION_MNIST, IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
+from .dataset_registry import DatasetNotFoundError, _REGISTRY, _checksums, _has, _locate
+from .dataset_registry import _register, _torchvision_download
+from .dataset_registry import dataset_info, list_datasets
+from .loaders import TensorLoader, augment_params, crop_flip, epoch_generator, stratified_subset  # noqa: F401
 
 tvd = LazyModule('torchvision.datasets')      # imported on first use: in-memory runs never need torchvision
 T = LazyModule('torchvision.transforms')
 
 # %% auto #0
-__all__ = ['tvd', 'T', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DEBIAN_FASHION_MNIST', 'ADIENCE_AGE_GROUPS', 'DIGITS_TEST_SIZE',
-           'DIGITS_SPLIT_SEED', 'MNIST_CLASSES', 'FASHION_MNIST_CLASSES', 'DatasetNotFoundError', 'DatasetInfo',
-           'list_datasets', 'dataset_info', 'TensorImageDataset', 'read_idx', 'TensorSplit', 'FileListDataset',
-           'adience_age_group', 'load_dataset', 'load_tensors', 'compute_mean_std', 'augment_params', 'crop_flip',
-           'epoch_generator', 'TensorLoader', 'standard_transform', 'stratified_subset']
-
-# %% ../nbs/01_data.ipynb #fbfbcbda
-class DatasetNotFoundError(FileNotFoundError):
-    "A dataset's files are not where they were looked for; the message lists every path tried and how to get them."
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    "What the compendium knows about a dataset before loading it."
-    name: str
-    title: str
-    num_classes: int
-    splits: tuple[str, ...]
-    image_shape: tuple[int, int, int] | None   # (C, H, W); None where images vary in size
-    mean: tuple[float, ...]                    # per channel, pixels scaled to [0, 1]
-    std: tuple[float, ...]
-    class_names: tuple[str, ...] | None        # None: read from the dataset's own files (`dataset.classes`)
-    how_to_get: str
-    in_memory: bool                            # small enough for `load_tensors`
-    ordinal: bool = False                      # labels are ordered (age groups): 1-off accuracy is meaningful
-    used_by: str = ''
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
-ADIENCE_AGE_GROUPS = ('0-2', '4-6', '8-13', '15-20', '25-32', '38-43', '48-53', '60-100')
-
-# %% ../nbs/01_data.ipynb #d728c973
-_REGISTRY: dict[str, tuple[DatasetInfo, Callable]] = {}
-
-def _register(info: DatasetInfo):
-    "Decorator: register `fn(root_dir, split, **options) -> Dataset` as the loader of `info`."
-    def deco(fn):
-        _REGISTRY[info.name] = (info, fn)
-        return fn
-    return deco
-
-def list_datasets() -> list[str]:
-    "Names accepted by `load_dataset`, `load_tensors` and `dataset_info`."
-    return sorted(_REGISTRY)
-
-def dataset_info(name: str) -> DatasetInfo:
-    "The `DatasetInfo` registered under `name`."
-    if name not in _REGISTRY:
-        raise ValueError(f"dataset={name!r} is unknown; valid choices: {', '.join(list_datasets())}")
-    return _REGISTRY[name][0]
-
-# %% ../nbs/01_data.ipynb #651dee88
-def _search_bases(root, extra: tuple[Path, ...] = ()) -> tuple[list[Path], str]:
-    "Base folders to search, and a sentence on where they came from."
-    if root is not None: return [Path(root).expanduser()], 'the root argument'
-    env = os.environ.get('RATIO_LOSSES_DATA', '')
-    bases = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
-    where = '$RATIO_LOSSES_DATA' if bases else 'no root argument and no $RATIO_LOSSES_DATA'
-    if extra: where += ' and the system data folder'
-    return bases + list(extra), where
-
-def _locate(name: str, root, subdirs: tuple[str, ...], marker: Callable[[Path], bool],
-            extra: tuple[Path, ...] = ()) -> Path:
-    "The first `base/subdir` where `marker` holds, else `DatasetNotFoundError` naming every path tried."
-    bases, where = _search_bases(root, extra)
-    tried = []
-    for base in bases:
-        for sub in subdirs:
-            path = base/sub if sub else base
-            if path in tried: continue
-            tried.append(path)
-            if marker(path): return path
-    raise _not_found(name, tried, where)
-
-def _not_found(name: str, tried, where: str, cause: str = '') -> DatasetNotFoundError:
-    info = dataset_info(name)
-    lines = [f"Dataset {name!r} ({info.title}) was not found (searched {where})."]
-    lines += ['Paths tried:'] + [f'  {p}' for p in tried] if tried else ['Paths tried: none']
-    if cause: lines.append(f'Download failed: {cause}')
-    lines.append(f'How to get it: {info.how_to_get}')
-    lines.append("Then pass root=<folder> or set RATIO_LOSSES_DATA=<folder>.")
-    return DatasetNotFoundError('\n'.join(lines))
-
-def _has(*names: str) -> Callable[[Path], bool]:
-    "Marker: every one of `names` exists below the candidate folder."
-    return lambda p: all((p/n).exists() for n in names)
-
-# %% ../nbs/01_data.ipynb #9f483c16
-@contextlib.contextmanager
-def _network_timeout(seconds: float = 15.0):
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try: yield
-    finally: socket.setdefaulttimeout(old)
-
-def _download_base(root) -> Path:
-    "Where `download=True` puts files: the root argument, else the first $RATIO_LOSSES_DATA folder, else the cache."
-    bases, _ = _search_bases(root)
-    return bases[0] if bases else cache_dir()/'downloads'
-
-def _torchvision_download(name: str, root, make: Callable[[Path], Dataset]) -> Dataset:
-    base = _download_base(root)
-    base.mkdir(parents=True, exist_ok=True)
-    try:
-        with _network_timeout(): return make(base)
-    except Exception as e:  # network refused, timed out, or a checksum mismatch
-        raise _not_found(name, [base], 'the download folder', f'{type(e).__name__}: {e}') from e
-
-@contextlib.contextmanager
-def _checksums(module, verify: bool):
-    """torchvision checks CIFAR/SVHN files against the md5 of the official release. `verify=False` turns that into
-    an existence check for the duration of the call (re-packed copies of the data, and the tests' small fixtures)."""
-    if verify:
-        yield; return
-    original = module.check_integrity
-    module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
-    try: yield
-    finally: module.check_integrity = original
+__all__ = ['tvd', 'T', 'DIGITS_TEST_SIZE', 'DIGITS_SPLIT_SEED', 'MNIST_CLASSES', 'FASHION_MNIST_CLASSES', 'TensorImageDataset',
+           'read_idx', 'TensorSplit', 'FileListDataset', 'adience_age_group', 'load_dataset', 'load_tensors',
+           'compute_mean_std', 'standard_transform']
 
 # %% ../nbs/01_data.ipynb #419d8983
 DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED = 360, 0
@@ -494,107 +381,6 @@ def compute_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
     x = images.double().div(255).transpose(0, 1).flatten(1)
     return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
 
-# %% ../nbs/01_data.ipynb #862ef9ec
-def augment_params(n: int, height: int, width: int, padding: int, hflip: bool, generator: torch.Generator):
-    "Per-image crop offsets `top, left` in [0, 2·padding] and flip bits, drawn from `generator`."
-    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
-    return top, left, flip
-
-def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, padding: int) -> torch.Tensor:
-    "Zero-pad `images` (B, C, H, W) by `padding`, crop H×W at `(top, left)` and mirror where `flip`: one gather."
-    B, C, H, W = images.shape
-    dev = images.device
-    top, left, flip = top.to(dev), left.to(dev), flip.to(dev)
-    padded = F.pad(images, (padding,) * 4) if padding else images
-    rows = top[:, None] + torch.arange(H, device=dev)                       # (B, H)
-    cols = left[:, None] + torch.arange(W, device=dev)                      # (B, W)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)                   # a flip reverses the column order
-    b = torch.arange(B, device=dev)[:, None, None, None]
-    c = torch.arange(C, device=dev)[None, :, None, None]
-    return padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]
-
-# %% ../nbs/01_data.ipynb #48faf0da
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    "A CPU generator whose state depends only on `(seed, epoch)` (NumPy's SeedSequence mixes the two)."
-    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-class TensorLoader:
-    """Batches `(x, y)` from a uint8 image tensor held on `device`; crop/flip and normalisation are batched tensor ops.
-    The order and the augmentation of epoch `e` depend only on `(seed, e)`. Each `iter()` runs one epoch and advances
-    the counter, even if the loop stops early; `set_epoch` chooses the next epoch explicitly (as when resuming).
-    For data-parallel training, `rank`/`world_size` take every `world_size`-th sample of each global batch, so that
-    the ranks together see exactly the batches of a single process (a distributed sampler for tensors)."""
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool = True,
-                 drop_last: bool = False, seed: int = 0, crop_padding: int = 0, hflip: bool = False,
-                 mean=None, std=None, device='cpu', channels_last: bool = False, dtype=torch.float32,
-                 rank: int = 0, world_size: int = 1):
-        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError("images must be a uint8 tensor of shape (N, C, H, W); "
-                             "load_tensors(...).images is one")
-        if not isinstance(labels, torch.Tensor) or labels.shape != (len(images),):
-            raise ValueError(f"labels must be a tensor of shape ({len(images)},) matching images")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        if drop_last and batch_size > len(images):
-            raise ValueError(f"batch_size={batch_size} is larger than the dataset ({len(images)} images), so drop_last "
-                             "leaves no batch; use a smaller batch_size or a larger subset")
-        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank={rank!r}, world_size={world_size!r}: need 0 <= rank < world_size")
-        if batch_size % world_size:
-            raise ValueError(f"batch_size={batch_size} (the global batch) must be divisible by world_size={world_size}")
-        if not isinstance(crop_padding, int) or crop_padding < 0:
-            raise ValueError(f"crop_padding={crop_padding!r} must be an integer >= 0")
-        C = images.shape[1]
-        mean = (0.0,) * C if mean is None else tuple(mean)
-        std = (1.0,) * C if std is None else tuple(std)
-        if len(mean) != C or len(std) != C or min(std) <= 0:
-            raise ValueError(f"mean and std must have one value per channel ({C}) and std > 0; got {mean}, {std}")
-        self.device = torch.device(device)
-        self.images, self.labels = images.to(self.device), labels.long().to(self.device)
-        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, int(seed)
-        self.crop_padding, self.hflip = crop_padding, hflip
-        self.channels_last, self.dtype = channels_last, dtype
-        self.scale = (1 / (255 * torch.tensor(std, dtype=dtype))).view(1, C, 1, 1).to(self.device)
-        self.shift = (torch.tensor(mean, dtype=dtype) / torch.tensor(std, dtype=dtype)).view(1, C, 1, 1).to(self.device)
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int): self.epoch = int(epoch)
-    def __len__(self):
-        n = len(self.images)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        "uint8 → (x/255 − mean)/std, as one multiply-add."
-        x = torch.addcmul(-self.shift, x.to(self.dtype), self.scale)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def epoch_plan(self, epoch: int | None = None):
-        "The order and the augmentation decisions of an epoch: `(order, top, left, flip)`, indexed by position."
-        g = epoch_generator(self.seed, self.epoch if epoch is None else epoch)
-        n = len(self.images)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        _, _, H, W = self.images.shape
-        top, left, flip = augment_params(n, H, W, self.crop_padding, self.hflip, g)
-        return order, top, left, flip
-
-    def __iter__(self):
-        order, top, left, flip = self.epoch_plan()
-        self.epoch += 1
-        augment = self.crop_padding > 0 or self.hflip
-        n, bs = len(order), self.batch_size
-        stop = n - n % bs if self.drop_last else n
-        order = order.to(self.device)
-        for i in range(0, stop, bs):
-            sl = slice(i + self.rank, i + bs, self.world_size)   # this rank's share of the global batch
-            idx = order[sl]
-            x = self.images[idx]
-            if augment: x = crop_flip(x, top[sl], left[sl], flip[sl], self.crop_padding)
-            yield self.normalize(x), self.labels[idx]
-
 # %% ../nbs/01_data.ipynb #4e92998e
 def standard_transform(name: str, train: bool = True, crop_padding: int = 0, hflip: bool = False, size: int | None = None):
     """torchvision transforms for dataset `name`: optional resize to `size`², random crop with padding and flip
@@ -609,19 +395,3 @@ def standard_transform(name: str, train: bool = True, crop_padding: int = 0, hfl
         if hflip: steps.append(T.RandomHorizontalFlip())
     steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
     return T.Compose(steps)
-
-# %% ../nbs/01_data.ipynb #b1148780
-def stratified_subset(labels: torch.Tensor, size: int | float, seed: int = 0) -> torch.Tensor:
-    "Sorted indices of a class-stratified subset: `size` images (int) or that fraction (float in (0, 1])."
-    from sklearn.model_selection import train_test_split
-    n = len(labels)
-    if isinstance(size, float):
-        if not 0 < size <= 1: raise ValueError(f"size={size!r} as a fraction must be in (0, 1]")
-        size = max(1, round(size * n))
-    if not isinstance(size, int) or size < 1: raise ValueError(f"size={size!r} must be a positive int or a fraction in (0, 1]")
-    if size > n: raise ValueError(f"size={size} is larger than the set itself ({n} images); use at most {n}, or a fraction")
-    if size == n: return torch.arange(n)
-    k = len(torch.unique(labels))
-    if size < k: raise ValueError(f"size={size} is smaller than the number of classes ({k}); a stratified subset needs one per class")
-    idx, _ = train_test_split(np.arange(n), train_size=size, stratify=labels.cpu().numpy(), random_state=seed)
-    return torch.from_numpy(np.sort(idx))

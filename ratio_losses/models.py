@@ -222,7 +222,7 @@ def imagenet_resnet(depth: int = 50, in_channels: int = 3, pretrained: bool | st
     expansion = 4 if depth >= 50 else 1     # bottleneck blocks from ResNet-50 on
     return Backbone([stem, net.layer1, net.layer2, net.layer3, net.layer4], [64] + [c * expansion for c in (64, 128, 256, 512)])
 
-# %% ../nbs/03_models.ipynb #ff7289a9
+# %% ../nbs/03_models.ipynb #8a2cec00
 class LinearHead(nn.Module):
     """Global average pooling and one fully connected layer. `channels_per_class=ξ` first maps the last stage to
     ξ·C channels (3×3 conv, BN, ReLU), the class-aligned feature maps that MC-Loss reads (`feature_maps`)."""
@@ -242,6 +242,7 @@ class LinearHead(nn.Module):
         features = fmap.mean((2, 3))
         return ModelOutput(logits=self.fc(features), features=features, feature_maps=fmap)
 
+# %% ../nbs/03_models.ipynb #c6ddc39e
 class MarginHead(nn.Module):
     r"""The last layer of L-Softmax, A-Softmax and ICAL: GAP, then class vectors $W$ (C, D) without bias. The prediction
     is $W_j\cdot x$, or with `normalize=True` (A-Softmax, ICAL) $\|x\|\cos\theta_j$; `class_vectors` is $W$, from which the
@@ -263,6 +264,7 @@ class MarginHead(nn.Module):
         w = F.normalize(self.fc.weight, dim=1) if self.normalize else self.fc.weight
         return ModelOutput(logits=features @ w.T, features=features, feature_maps=fmap, class_vectors=self.fc.weight)
 
+# %% ../nbs/03_models.ipynb #ef7cf250
 class GaussianMixtureHead(nn.Module):
     r"""The last layer of the LGM loss (Wan et al. 2018): GAP, then one Gaussian per class with mean $\mu_k$ and
     identity covariance, as in the authors' code. The prediction is $-d_k = -\frac12\|x-\mu_k\|^2$ (equal priors);
@@ -277,7 +279,7 @@ class GaussianMixtureHead(nn.Module):
         return ModelOutput(logits=-half_sq_distances(features, self.means), features=features, feature_maps=fmap,
                            class_vectors=self.means)
 
-
+# %% ../nbs/03_models.ipynb #20f27602
 class SEAttentionHead(nn.Module):
     r"""CC §2.1: $P_2 = f_2(\mathrm{ReLU}(f_1(F) \odot f_{se}(F)))$; returns the attention vectors $f_{se}(F)$.
     `activation='prelu'` (a learnable slope per unit) keeps a narrow hidden layer alive: with `hidden=2` for the 2-D
@@ -301,6 +303,7 @@ class SEAttentionHead(nn.Module):
         features = self.act(self.f1(pooled) * attention)
         return ModelOutput(logits=self.f2(features), features=features, attention=attention, feature_maps=fmap)
 
+# %% ../nbs/03_models.ipynb #6e90b9df
 class MultiExitHead(nn.Module):
     "MSL §3.4: GAP + FC after each chosen stage (1-based); the deepest exit is the prediction."
     def __init__(self, stage_channels: list[int], num_classes: int, exits=None):

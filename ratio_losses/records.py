@@ -17,7 +17,7 @@ import torch
 
 from .analysis import CONFIGS, Run, _get, load_sweep, loss_key, majority_commit
 from .sweep import expand_sweep, load_preset
-from .train import load_artifacts
+from .artifacts import load_artifacts
 
 # %% auto #0
 __all__ = ['METRICS', 'ScaleRecords', 'load_scale', 'busy_seconds', 'toy_records', 'matches', 'feature_compactness', 'values']

@@ -5,6 +5,7 @@
 # %% ../nbs/04a_run_config.ipynb #4c304037
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ from .models import BACKBONES, HEADS
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'RunConfig', 'check_schedule',
-           'check_pairing', 'check_config', 'config_from_dict', 'config_identity', 'run_id']
+           'check_pairing', 'check_config', 'config_from_dict', 'config_identity', 'run_id', 'amp_autocast']
 
 # %% ../nbs/04a_run_config.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -214,3 +215,10 @@ def config_identity(config: RunConfig | dict) -> dict:
 def run_id(config: RunConfig | dict) -> str:
     "A short hash of `config_identity`: the same settings always get the same id."
     return hashlib.sha1(json.dumps(config_identity(config), sort_keys=True).encode()).hexdigest()[:12]
+
+# %% ../nbs/04a_run_config.ipynb #4f0bd827
+def amp_autocast(device: torch.device, amp: str):
+    "torch's autocast to `AMP_DTYPES[amp]` on `device`'s type, or no context for `amp='none'`."
+    dtype = AMP_DTYPES[amp]
+    if dtype is None: return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

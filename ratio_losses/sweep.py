@@ -26,7 +26,8 @@ from .executors import (Launcher, claim_is_live, kernel_name, merge_launchers, r
 from .run_config import CONFIG_KEYS, config_from_dict, run_id
 from .checkpoints import read_record, write_json
 from .results_table import read_results
-from .train import check_writable, preflight
+from .core import check_writable
+from .run_data import preflight
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'SMOKE_STEPS', 'SMOKE_BATCH', 'load_preset',

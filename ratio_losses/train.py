@@ -5,18 +5,14 @@
 # %% ../nbs/04_train.ipynb #37aafe37
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import math
-import os
-import re
 import socket
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable
 import numpy as np
 import torch
@@ -24,51 +20,36 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .run_config import AMP_DTYPES, RunConfig, _positive_int, check_config, check_schedule
+from .run_config import RunConfig, _positive_int, amp_autocast, check_config
 from .run_config import config_from_dict, config_identity, run_id
 from .metrics import Metrics
 from .checkpoints import _rng_state, _set_rng_state, git_commit, load_checkpoint, read_record, save_checkpoint
 from .checkpoints import versions, weights_digest, write_json
 from .results_table import append_result, result_row
-from .core import ModelOutput, atomic_path, get_device, numerics_info, pin_numerics, seed_everything
-from .data import TensorLoader, dataset_info, load_dataset, load_tensors, standard_transform, stratified_subset
+from .core import atomic_path, check_writable, numerics_info, pin_numerics, seed_everything
+from .schedules import LRFactor
+from .distributed import distributed_context, global_batch
+from .data import dataset_info
+from .run_data import _check_pretrained, build_data
+from .artifacts import collect_artifacts
 from .losses import build_objective
-from .models import build_model, pretrained_path
+from .models import build_model
 
 # %% auto #0
-__all__ = ['PER_SAMPLE_FIELDS', 'LRFactor', 'lr_factor', 'kaiming_init_', 'global_batch', 'train_one_epoch', 'evaluate',
-           'RunData', 'preflight', 'build_data', 'distributed_context', 'EpochEvents', 'check_writable',
-           'fixed_test_indices', 'load_artifacts', 'run_training', 'fit']
+__all__ = ['kaiming_init_', 'train_one_epoch', 'evaluate', 'EpochEvents', 'prepare_config', 'check_sync_batchnorm',
+           'set_backends', 'RunPlace', 'run_place', 'previous_record', 'resumable_checkpoint', 'Run', 'start_run',
+           'restore', 'epoch_record', 'save_epoch_checkpoint', 'train_epochs', 'run_record', 'finish_run',
+           'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #57e8bab7
 from .run_config import CONFIG_KEYS, DIVERGENCE, INITS, OPERATIONAL_KEYS, SCHEDULES, check_pairing  # noqa: F401
 from .metrics import expected_calibration_error  # noqa: F401
 from .checkpoints import move_aside  # noqa: F401
 from .results_table import RESULT_COLUMNS, collect_results, read_results  # noqa: F401
-
-# %% ../nbs/04_train.ipynb #9ba2c725
-class LRFactor:
-    "The factor of the initial learning rate at optimiser step `s`, for `torch.optim.lr_scheduler.LambdaLR`."
-    def __init__(self, schedule: dict, lr: float, steps_per_epoch: int, total_steps: int):
-        self.schedule, self.lr = check_schedule(schedule), float(lr)
-        self.steps_per_epoch, self.total_steps = int(steps_per_epoch), int(total_steps)
-
-    def __call__(self, s: int) -> float:
-        sch, spe, T = self.schedule, self.steps_per_epoch, self.total_steps
-        name = sch['name']
-        if name == 'constant': return 1.0
-        if name == 'multistep': return sch['gamma'] ** sum(s >= round(m * T) for m in sch['milestones'])
-        if name == 'step': return sch['gamma'] ** sum(s >= e * spe for e in sch['epochs'])
-        if name == 'every':
-            period = sch['epochs'] * spe if 'epochs' in sch else sch['iterations']
-            return sch['gamma'] ** (s // period)
-        floor = sch['eta_min'] / self.lr
-        return floor + (1 - floor) * (1 + math.cos(math.pi * min(s, T) / T)) / 2
-
-# %% ../nbs/04_train.ipynb #8b678e7e
-def lr_factor(schedule: dict, step: int, lr: float = 0.1, steps_per_epoch: int = 1, total_steps: int = 1) -> float:
-    "The factor of schedule `schedule` at `step` (see the table above)."
-    return LRFactor(schedule, lr, steps_per_epoch, total_steps)(step)
+from .run_data import RunData, preflight  # noqa: F401
+from .artifacts import fixed_test_indices, load_artifacts  # noqa: F401
+from .schedules import lr_factor  # noqa: F401
+from .distributed import PER_SAMPLE_FIELDS  # noqa: F401
 
 # %% ../nbs/04_train.ipynb #7e067af7
 def kaiming_init_(model: nn.Module) -> nn.Module:
@@ -81,35 +62,7 @@ def kaiming_init_(model: nn.Module) -> nn.Module:
             nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
     return model
 
-# %% ../nbs/04_train.ipynb #80ffc2e5
-PER_SAMPLE_FIELDS = ('logits', 'features', 'attention', 'exit_logits', 'class_maps', 'feature_maps')  # not class_vectors
-
-def _interleave(parts: list[torch.Tensor]) -> torch.Tensor:
-    "Rank r's i-th sample at position i·N + r: the order of the global batch that the ranks share."
-    return torch.stack(parts, 1).flatten(0, 1)
-
-def global_batch(output: ModelOutput, target: torch.Tensor) -> tuple[ModelOutput, torch.Tensor]:
-    "The global batch of a data-parallel step on every process (see above); `(output, target)` itself in one process."
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return output, target
-    from torch.distributed.nn.functional import all_gather     # differentiable (gloo and NCCL)
-    def gather(t):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', FutureWarning)     # its suggested replacement has no backward on gloo
-            return _interleave(list(all_gather(t.contiguous())))
-    fields = {}
-    for name in PER_SAMPLE_FIELDS:
-        v = getattr(output, name)
-        if v is not None: fields[name] = [gather(t) for t in v] if isinstance(v, list) else gather(v)
-    targets = [torch.empty_like(target) for _ in range(dist.get_world_size())]
-    dist.all_gather(targets, target.contiguous())
-    return dataclasses.replace(output, **fields), _interleave(targets)
-
 # %% ../nbs/04_train.ipynb #a68b6089
-def _autocast(device: torch.device, amp: str):
-    dtype = AMP_DTYPES[amp]
-    if dtype is None: return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
 def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, scheduler=None, scaler=None,
                     amp: str = 'none', channels_last: bool = False, max_steps: int | None = None,
                     progress: bool = True, desc: str = 'train') -> dict:
@@ -122,7 +75,7 @@ def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, sc
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last and x.ndim == 4: x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
+        with amp_autocast(device, amp):
             output, y = global_batch(model(x), y)    # data-parallel: every process computes on the global batch
             loss = objective(output, y)
         optimizer.zero_grad(set_to_none=True)
@@ -155,7 +108,7 @@ def evaluate(model, objective: Callable, loader, device, *, amp: str = 'none', c
     for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last and x.ndim == 4: x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
+        with amp_autocast(device, amp):
             output = model(x)
             loss = objective(output, y)
         if metrics is None: metrics = Metrics(num_classes or output.logits.shape[1], ordinal=ordinal, device=device)
@@ -164,109 +117,6 @@ def evaluate(model, objective: Callable, loader, device, *, amp: str = 'none', c
     res = metrics.all_reduce().compute()
     res['confusion'] = metrics.confusion.cpu()
     return res
-
-# %% ../nbs/04_train.ipynb #3e94bb80
-@dataclass
-class RunData:
-    "The loaders of a run and what the trainer needs to know about the data."
-    train_loader: Any
-    test_loader: Any
-    num_classes: int
-    in_channels: int
-    train_size: int
-    test_labels: torch.Tensor
-    test_inputs: Callable[[torch.Tensor], torch.Tensor]   # indices → normalised test images, for the artefacts
-    mean: tuple
-    std: tuple
-    train_labels: torch.Tensor | None = None              # in-memory datasets: the training (sub)set's labels ...
-    train_inputs: Callable[[torch.Tensor], torch.Tensor] | None = None   # ... and its normalised images, unaugmented
-
-# %% ../nbs/04_train.ipynb #862fd81b
-def _subset(labels: torch.Tensor, size, seed: int, what: str) -> torch.Tensor | None:
-    if size is None: return None
-    try: return stratified_subset(labels, size, seed=seed)
-    except ValueError as e: raise ValueError(f"{what}={size!r}: {e}") from None
-
-def _check_labels(labels: torch.Tensor, num_classes: int, dataset: str, split: str):
-    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
-        bad = int(labels.max()) if int(labels.max()) >= num_classes else int(labels.min())
-        raise ValueError(f"the {split} labels of {dataset} hold class {bad}, outside [0, {num_classes - 1}]: its files are "
-                         "damaged or of another dataset; check the dataset's root folder")
-
-def _check_pretrained(c: RunConfig):
-    "Where the backbone loads pretrained weights, they must be on disk (checked before any data is read)."
-    pre, m = c.backbone_options.get('pretrained'), re.fullmatch(r'imagenet_resnet(\d+)', c.backbone)
-    if pre and m:
-        try: pretrained_path(int(m.group(1)), pre)
-        except FileNotFoundError as e: raise ValueError(f"backbone_options.pretrained={pre!r}: {e}") from None
-
-def preflight(config: RunConfig | dict) -> None:
-    """What only this machine can tell, checked before a run (or a sweep's kernels) starts: the pretrained weights, the
-    dataset's files, the subsets and the batch against the training set's size, the labels against the classes. It
-    builds the run's data on the CPU, so it is the same check `run_training` makes, made early."""
-    c = config if isinstance(config, RunConfig) else config_from_dict(config)
-    _check_pretrained(c)
-    build_data(c, torch.device('cpu'))
-
-# %% ../nbs/04_train.ipynb #38239abd
-def build_data(config: RunConfig, device, rank: int = 0, world_size: int = 1) -> RunData:
-    "Train and test loaders for `config` (training subset drawn with the run's seed, test subset with seed 0)."
-    c, info = config, dataset_info(config.dataset)
-    if world_size > 1 and c.batch_size % world_size:
-        raise ValueError(f"batch_size={c.batch_size} (the global batch) must be divisible by the {world_size} processes")
-    if info.in_memory:
-        tr = load_tensors(c.dataset, 'train', c.root, **c.dataset_options)
-        te = load_tensors(c.dataset, 'test', c.root, **c.dataset_options)
-        _check_labels(tr.labels, info.num_classes, c.dataset, 'training'); _check_labels(te.labels, info.num_classes, c.dataset, 'test')
-        tri, tei = _subset(tr.labels, c.subset, c.seed, 'subset'), _subset(te.labels, c.test_subset, 0, 'test_subset')
-        xtr, ytr = (tr.images, tr.labels) if tri is None else (tr.images[tri], tr.labels[tri])
-        xte, yte = (te.images, te.labels) if tei is None else (te.images[tei], te.labels[tei])
-        if c.batch_size > len(ytr):
-            raise ValueError(f"batch_size={c.batch_size} is larger than the training set ({len(ytr)} images); "
-                             "use a smaller batch_size or a larger subset")
-        kw = dict(mean=info.mean, std=info.std, device=device, channels_last=c.channels_last, rank=rank, world_size=world_size)
-        train = TensorLoader(xtr, ytr, c.batch_size, seed=c.seed, crop_padding=c.crop_padding, hflip=c.hflip,
-                             drop_last=True, **kw)
-        eval_bs = c.test_batch_size * world_size
-        test = TensorLoader(xte, yte, eval_bs, shuffle=False, **kw)
-        return RunData(train, test, info.num_classes, xtr.shape[1], len(ytr), yte.cpu(),
-                       lambda idx: test.normalize(test.images[idx.to(test.device)]), info.mean, info.std,  # whole split, any rank
-                       ytr.cpu(), lambda idx: train.normalize(train.images[idx.to(train.device)]))
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
-    size = c.image_size
-    tr = load_dataset(c.dataset, 'train', c.root, transform=standard_transform(
-        c.dataset, True, c.crop_padding, c.hflip, size), **c.dataset_options)
-    te = load_dataset(c.dataset, 'test' if 'test' in info.splits else info.splits[-1], c.root,
-                      transform=standard_transform(c.dataset, False, size=size), **c.dataset_options)
-    ytr, yte = torch.tensor(tr.targets), torch.tensor(te.targets)
-    _check_labels(ytr, info.num_classes, c.dataset, 'training'); _check_labels(yte, info.num_classes, c.dataset, 'test')
-    tri, tei = _subset(ytr, c.subset, c.seed, 'subset'), _subset(yte, c.test_subset, 0, 'test_subset')
-    if tri is not None: tr, ytr = Subset(tr, tri.tolist()), ytr[tri]
-    if tei is not None: te, yte = Subset(te, tei.tolist()), yte[tei]
-    if c.batch_size > len(ytr):
-        raise ValueError(f"batch_size={c.batch_size} is larger than the training set ({len(ytr)} images); "
-                         "use a smaller batch_size or a larger subset")
-    workers = min(8, os.cpu_count() or 1)
-    sampler = DistributedSampler(tr, num_replicas=world_size, rank=rank, shuffle=True, seed=c.seed, drop_last=True)
-    train = DataLoader(tr, c.batch_size // world_size, sampler=sampler, num_workers=workers, drop_last=True,
-                       pin_memory=torch.device(device).type == 'cuda', persistent_workers=workers > 0)
-    train.set_epoch = sampler.set_epoch
-    test_sampler = DistributedSampler(te, num_replicas=world_size, rank=rank, shuffle=False) if world_size > 1 else None
-    test = DataLoader(te, c.test_batch_size, sampler=test_sampler, num_workers=workers)
-    return RunData(train, test, info.num_classes, 3, len(ytr), yte,
-                   lambda idx: torch.stack([te[int(i)][0] for i in idx]).to(device), info.mean, info.std)
-
-# %% ../nbs/04_train.ipynb #37aa0696
-def distributed_context(device_name: str = 'auto') -> tuple[int, int, torch.device]:
-    "`(rank, world_size, device)`: joins the process group when started by torchrun (WORLD_SIZE > 1)."
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world <= 1: return 0, 1, get_device(device_name)
-    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
-    device = get_device(device_name)
-    if device.type == 'cuda': device = torch.device('cuda', local); torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    return rank, world, device
 
 # %% ../nbs/04_train.ipynb #cbf70db3
 def _scalar_tag(key: str) -> str:
@@ -292,114 +142,112 @@ class EpochEvents:
     def close(self):
         if self.writer is not None: self.writer.close()
 
-# %% ../nbs/04_train.ipynb #e9f758be
-def check_writable(folder, name: str = 'out_dir', fix: str = 'choose another out_dir') -> Path:
-    "`folder` made if missing and shown writable, or a `ValueError` naming it as `name`, with `fix`."
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder): pass
-    except OSError as e:
-        raise ValueError(f"{name}={str(folder)!r} is not writable ({e.strerror}); {fix}") from None
-    return folder
-
 # %% ../nbs/04_train.ipynb #58b64159
 def _differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k)]
 
-def fixed_test_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
-    "The first test image of each class in class order, then the second of each, ... — `n` indices in all."
-    labels = labels.cpu(); out = []
-    per_class = [torch.nonzero(labels == k)[:, 0] for k in range(int(labels.max()) + 1)]
-    for r in range(max(map(len, per_class), default=0)):
-        for idx in per_class:
-            if r < len(idx) and len(out) < n: out.append(int(idx[r]))
-    return torch.tensor(out, dtype=torch.long)
-
-# %% ../nbs/04_train.ipynb #910456e3
-@torch.no_grad()
-def _forward_all(model, inputs: Callable, idx: torch.Tensor, batch: int, amp: str, device) -> dict:
-    model.eval(); parts: dict[str, list] = {}
-    for i in range(0, len(idx), batch):
-        with _autocast(device, amp): out = model(inputs(idx[i:i + batch]))
-        for k in ('logits', 'features', 'class_maps'):
-            v = getattr(out, k)
-            if v is not None: parts.setdefault(k, []).append(v.float().cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-def _artifacts(model, data: RunData, metrics: dict, config: RunConfig, device) -> dict:
-    art = {'confusion': metrics['confusion'].numpy(), 'test_size': np.int64(len(data.test_labels))}
-    if config.softmax_images:
-        idx = fixed_test_indices(data.test_labels, config.softmax_images)
-        x = data.test_inputs(idx)
-        out = _forward_all(model, lambda j: x[j], torch.arange(len(idx)), config.test_batch_size, config.amp, device)
-        x = x.float().cpu()
-        mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
-        art.update(softmax_indices=idx.numpy(), softmax_labels=data.test_labels[idx].numpy(),
-                   softmax=out['logits'].softmax(1).numpy(),
-                   softmax_images=((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
-        if 'class_maps' in out: art['class_maps'] = out['class_maps'].numpy().astype(np.float16)
-    if config.feature_images:
-        idx = _subset(data.test_labels, min(config.feature_images, len(data.test_labels)), 0, 'feature_images')
-        out = _forward_all(model, data.test_inputs, idx, config.test_batch_size, config.amp, device)
-        art.update(feature_indices=idx.numpy(), feature_labels=data.test_labels[idx].numpy(),
-                   feature_logits=out['logits'].numpy())
-        if 'features' in out: art['features'] = out['features'].numpy().astype(np.float16)   # half the bytes; read back as float32
-        if data.train_inputs is not None and 'features' in out:   # the same number of training images (CC Fig. 3)
-            idx = _subset(data.train_labels, min(config.feature_images, len(data.train_labels)), 0, 'feature_images')
-            out = _forward_all(model, data.train_inputs, idx, config.test_batch_size, config.amp, device)
-            art.update(train_feature_indices=idx.numpy(), train_feature_labels=data.train_labels[idx].numpy(),
-                       train_features=out['features'].numpy().astype(np.float16))
-    return art
-
-def load_artifacts(run_dir) -> dict:
-    "The arrays a run saved in `artifacts.npz` (features stored as float16 come back as float32)."
-    with np.load(Path(run_dir)/'artifacts.npz') as z:
-        return {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k] for k in z.files}
-
-# %% ../nbs/04_train.ipynb #4f70d4e2
+# %% ../nbs/04_train.ipynb #486cba77
 def _log(msg: str, rank: int):
     if rank == 0: tqdm.write(msg)
 
-def run_training(config: RunConfig | dict, **overrides) -> dict:
-    "Train, evaluate and record one run (see above); returns the record. `overrides` replace config keys."
-    if isinstance(config, dict): config = config_from_dict({**config, **overrides})
-    else: config = check_config(dataclasses.replace(config, **overrides))
-    c, t0 = config, time.perf_counter()
-    pin_numerics(c.cpu_isa)                     # before this process computes anything (see core: numerics)
-    rank, world, device = distributed_context(c.device)
+def prepare_config(config: RunConfig | dict, overrides: dict) -> RunConfig:
+    "The checked config of a run, with `overrides` replacing its keys."
+    if isinstance(config, dict): return config_from_dict({**config, **overrides})
+    return check_config(dataclasses.replace(config, **overrides))
+
+def check_sync_batchnorm(c: RunConfig, world: int, device: torch.device):
+    "torch's SyncBatchNorm has CUDA kernels only: a data-parallel run elsewhere must not ask for it."
     if c.sync_batchnorm and world > 1 and device.type != 'cuda':
         raise ValueError(f"sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm has no {device.type} kernels); "
                          "set sync_batchnorm: false, or run on GPUs")
+
+def set_backends(c: RunConfig, device: torch.device):
+    "The thread count, and cuDNN's deterministic algorithms (or its autotuner on CUDA when `deterministic=False`)."
+    torch.set_num_threads(c.threads)
+    if c.deterministic:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    elif device.type == 'cuda': torch.backends.cudnn.benchmark = True
+
+# %% ../nbs/04_train.ipynb #5eeb243a
+@dataclass
+class RunPlace:
+    "Where a run writes: its folder, its record and checkpoint in it, and the results table it appends a row to."
+    out: Path
+    record: Path
+    checkpoint: Path
+    table: Path
+
+def run_place(c: RunConfig, rank: int) -> RunPlace:
+    """The run's folder, shown writable: `out_dir`, or a new temporary folder (then set as `c.out_dir`, and the results
+    table goes inside it; otherwise next to it, unless `results_table` names one)."""
     temporary = not c.out_dir
     out = Path(c.out_dir) if c.out_dir else Path(tempfile.mkdtemp(prefix='ratio_losses-run-'))
     c.out_dir = str(out)
     if rank == 0: check_writable(out)
     table = Path(c.results_table) if c.results_table else (out if temporary else out.parent)/'results.csv'
-    ident, rid = config_identity(c), run_id(c)
-    record_path, ckpt_path = out/'record.json', out/'checkpoint.pt'
-    old = read_record(record_path)
-    if old is not None:
-        if config_identity(old['config']) == ident:
-            _log(f"{out}: {old['status']} already; not trained again", rank)
-            return old
-        raise ValueError(f"out_dir={str(out)!r} holds the record of a run with other settings: "
-                         f"{'; '.join(_differences(config_identity(old['config']), ident))}. Use another out_dir")
-    ckpt = None
-    if ckpt_path.exists() and not c.resume: ckpt_path.unlink()
-    elif ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt is not None and ckpt['identity'] != ident:
-            raise ValueError(f"out_dir={str(out)!r} holds a checkpoint of a run with other settings: "
-                             f"{'; '.join(_differences(ckpt['identity'], ident))}. Use another out_dir, or "
-                             "resume=False to start this run over")
-    torch.set_num_threads(c.threads)
-    if c.deterministic:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    elif device.type == 'cuda': torch.backends.cudnn.benchmark = True
+    return RunPlace(out, out/'record.json', out/'checkpoint.pt', table)
+
+# %% ../nbs/04_train.ipynb #f630d247
+def previous_record(place: RunPlace, ident: dict, rank: int) -> dict | None:
+    "The record of this very run if `out_dir` holds it (it is not trained again); one of other settings is an error."
+    old = read_record(place.record)
+    if old is None: return None
+    if config_identity(old['config']) == ident:
+        _log(f"{place.out}: {old['status']} already; not trained again", rank)
+        return old
+    raise ValueError(f"out_dir={str(place.out)!r} holds the record of a run with other settings: "
+                     f"{'; '.join(_differences(config_identity(old['config']), ident))}. Use another out_dir")
+
+def resumable_checkpoint(place: RunPlace, c: RunConfig, ident: dict) -> dict | None:
+    """The checkpoint to resume from, if `out_dir` holds one (with `resume=False` it is deleted instead); a checkpoint
+    written for other settings is an error."""
+    if not place.checkpoint.exists(): return None
+    if not c.resume:
+        place.checkpoint.unlink(); return None
+    ckpt = load_checkpoint(place.checkpoint)
+    if ckpt is not None and ckpt['identity'] != ident:
+        raise ValueError(f"out_dir={str(place.out)!r} holds a checkpoint of a run with other settings: "
+                         f"{'; '.join(_differences(ckpt['identity'], ident))}. Use another out_dir, or "
+                         "resume=False to start this run over")
+    return ckpt
+
+# %% ../nbs/04_train.ipynb #3e13573c
+@dataclass
+class Run:
+    "One run in progress: its config and place, this process's rank, the data, model and optimiser, the history so far."
+    config: RunConfig
+    place: RunPlace
+    ident: dict
+    device: torch.device
+    rank: int
+    world: int
+    data: RunData
+    model: nn.Module            # the module whose weights are saved ...
+    net: nn.Module              # ... and what the steps call (DDP, compiled, or the model itself)
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    ordinal: bool
+    events: Any = None
+    history: list = field(default_factory=list)
+    start_epoch: int = 0
+    resumed_at: list = field(default_factory=list)   # [the epoch this process resumed after], or []
+    wall_before: float = 0.0    # seconds spent before this process resumed the run
+    t0: float = 0.0             # this process's start (perf_counter)
+
+    def wall_seconds(self) -> float: return self.wall_before + time.perf_counter() - self.t0
+
+# %% ../nbs/04_train.ipynb #8c5f3b8b
+def start_run(c: RunConfig, place: RunPlace, ident: dict, ckpt: dict | None, device, rank: int, world: int,
+              t0: float) -> Run:
+    """Seed, data, model, objective, SGD and the schedule for `c`, in the order that fixes the random draws; restored
+    from `ckpt` when resuming; the model wrapped for the steps last (SyncBatchNorm, DDP, compile)."""
     info = dataset_info(c.dataset)
-    ordinal = info.ordinal if c.ordinal is None else c.ordinal
     _check_pretrained(c)
     seed_everything(c.seed)
     data = build_data(c, device, rank, world)
@@ -413,94 +261,145 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
                                 weight_decay=c.weight_decay)
     steps_per_epoch = len(data.train_loader)
     total_steps = c.iterations or c.epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor(c.schedule, c.lr, steps_per_epoch, total_steps))
-    scaler = torch.amp.GradScaler(device.type, enabled=c.amp == 'fp16')
-    history, start_epoch, wall_before = [], 0, 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt['model']); objective.load_state_dict(ckpt['objective'])
-        optimizer.load_state_dict(ckpt['optimizer']); scheduler.load_state_dict(ckpt['scheduler'])
-        scaler.load_state_dict(ckpt['scaler']); _set_rng_state(ckpt['rng'][rank] if isinstance(ckpt['rng'], list) else ckpt['rng'])
-        history, start_epoch, wall_before = ckpt['history'], ckpt['epoch'], ckpt['wall_seconds']
-        _log(f"{out}: resuming after epoch {start_epoch}/{epochs}", rank)
-    events = EpochEvents(out/'tensorboard', start_epoch, enabled=c.tensorboard and rank == 0)
-    if c.sync_batchnorm and world > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # same state_dict keys
-    net = model
+    run = Run(c, place, ident, device, rank, world, data, model, model, objective, optimizer, scheduler,
+              torch.amp.GradScaler(device.type, enabled=c.amp == 'fp16'), steps_per_epoch, total_steps,
+              math.ceil(total_steps / steps_per_epoch), info.ordinal if c.ordinal is None else c.ordinal, t0=t0)
+    if ckpt is not None: restore(run, ckpt)
+    run.events = EpochEvents(place.out/'tensorboard', run.start_epoch, enabled=c.tensorboard and rank == 0)
+    if c.sync_batchnorm and world > 1: run.model = nn.SyncBatchNorm.convert_sync_batchnorm(run.model)  # same keys
+    run.net = run.model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    if c.compile: net = torch.compile(net)
-    resumed_at = [h['epoch'] for h in history[-1:]]
-    te, diverged = None, None
-    for epoch in tqdm(range(start_epoch, epochs), desc='epochs', disable=not (c.progress and rank == 0),
-                      initial=start_epoch, total=epochs):
+        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if c.compile: run.net = torch.compile(run.net)
+    return run
+
+def restore(run: Run, ckpt: dict):
+    "Every state of `run` as its checkpoint left it: weights, objective, optimiser, schedule, scaler, RNGs, history."
+    run.model.load_state_dict(ckpt['model']); run.objective.load_state_dict(ckpt['objective'])
+    run.optimizer.load_state_dict(ckpt['optimizer']); run.scheduler.load_state_dict(ckpt['scheduler'])
+    run.scaler.load_state_dict(ckpt['scaler'])
+    _set_rng_state(ckpt['rng'][run.rank] if isinstance(ckpt['rng'], list) else ckpt['rng'])
+    run.history, run.start_epoch, run.wall_before = ckpt['history'], ckpt['epoch'], ckpt['wall_seconds']
+    run.resumed_at = [h['epoch'] for h in run.history[-1:]]
+    _log(f"{run.place.out}: resuming after epoch {run.start_epoch}/{run.epochs}", run.rank)
+
+# %% ../nbs/04_train.ipynb #e699567b
+def epoch_record(epoch: int, steps_per_epoch: int, tr: dict, te: dict, lr: float, seconds: float) -> dict:
+    "One epoch's history entry from the training pass `tr` and the evaluation `te`: the per-term losses where there are several."
+    rec = {'epoch': epoch + 1, 'iteration': epoch * steps_per_epoch + tr['steps'], 'lr': lr,
+           'train_loss': tr['loss'], 'train_error': tr['top1_error'],
+           **({f'train_{k}': v for k, v in tr['terms'].items()} if len(tr['terms']) > 1 else {}),
+           **{f'test_{k}': v for k, v in te.items() if k not in ('confusion', 'n')}, 'seconds': seconds}
+    rec['test_error'] = rec.pop('test_top1_error')
+    return rec
+
+def _epoch_line(rec: dict, epochs: int) -> str:
+    return (f"epoch {rec['epoch']}/{epochs} it {rec['iteration']}  train loss {rec['train_loss']:.4f} err "
+            f"{100 * rec['train_error']:.2f}% | test loss {rec['test_loss']:.4f} err {100 * rec['test_error']:.2f}% "
+            f"ece {100 * rec['test_ece']:.2f}% | {rec['seconds']:.1f} s")
+
+# %% ../nbs/04_train.ipynb #87bbe3c0
+def save_epoch_checkpoint(run: Run):
+    "Everything a bitwise resume needs after the last epoch of `run.history` (every rank's RNG states, written by rank 0)."
+    rngs = _rng_state()
+    if run.world > 1:
+        gathered = [None] * run.world; dist.all_gather_object(gathered, rngs); rngs = gathered
+    if run.rank == 0:
+        save_checkpoint(run.place.checkpoint, {
+            'identity': run.ident, 'config': dataclasses.asdict(run.config), 'epoch': run.history[-1]['epoch'],
+            'model': run.model.state_dict(), 'objective': run.objective.state_dict(),
+            'optimizer': run.optimizer.state_dict(), 'scheduler': run.scheduler.state_dict(),
+            'scaler': run.scaler.state_dict(), 'rng': rngs, 'history': run.history, 'wall_seconds': run.wall_seconds()})
+
+def _evaluate(run: Run) -> dict:
+    c = run.config
+    return evaluate(run.net, run.objective, run.data.test_loader, run.device, amp=c.amp, channels_last=c.channels_last,
+                    ordinal=run.ordinal, num_classes=run.data.num_classes)
+
+def train_epochs(run: Run) -> tuple[dict | None, dict | None]:
+    """The epochs left: train, evaluate, log, checkpoint. Returns the last evaluation, and what diverged if the loss
+    stopped being finite under `on_divergence='record'` (otherwise that error is raised)."""
+    c, te = run.config, None
+    for epoch in tqdm(range(run.start_epoch, run.epochs), desc='epochs', disable=not (c.progress and run.rank == 0),
+                      initial=run.start_epoch, total=run.epochs):
         start = time.perf_counter()
-        data.train_loader.set_epoch(epoch)
-        left = total_steps - epoch * steps_per_epoch
+        run.data.train_loader.set_epoch(epoch)
+        left = run.total_steps - epoch * run.steps_per_epoch
         try:
-            tr = train_one_epoch(net, objective, optimizer, data.train_loader, device, scheduler=scheduler, scaler=scaler,
-                                 amp=c.amp, channels_last=c.channels_last, max_steps=min(left, steps_per_epoch),
-                                 progress=c.progress and rank == 0, desc=f'epoch {epoch + 1}/{epochs}')
-            te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
-                          ordinal=ordinal, num_classes=data.num_classes)
+            tr = train_one_epoch(run.net, run.objective, run.optimizer, run.data.train_loader, run.device,
+                                 scheduler=run.scheduler, scaler=run.scaler, amp=c.amp, channels_last=c.channels_last,
+                                 max_steps=min(left, run.steps_per_epoch), progress=c.progress and run.rank == 0,
+                                 desc=f'epoch {epoch + 1}/{run.epochs}')
+            te = _evaluate(run)
         except FloatingPointError as e:          # a non-finite loss (NonFiniteLossError is one too)
             if c.on_divergence != 'record': raise
-            diverged = {'epoch': epoch + 1, 'error': str(e)[:500]}
-            _log(f"{out}: diverged in epoch {epoch + 1}/{epochs} ({str(e)[:120]}); recorded as diverged", rank)
-            break
-        rec = {'epoch': epoch + 1, 'iteration': epoch * steps_per_epoch + tr['steps'],
-               'lr': optimizer.param_groups[0]['lr'], 'train_loss': tr['loss'], 'train_error': tr['top1_error'],
-               **({f'train_{k}': v for k, v in tr['terms'].items()} if len(tr['terms']) > 1 else {}),  # each term
-               **{f'test_{k}': v for k, v in te.items() if k not in ('confusion', 'n')},
-               'seconds': time.perf_counter() - start}
-        rec['test_error'] = rec.pop('test_top1_error')
-        history.append(rec)
-        events.add(rec)
-        _log(f"epoch {rec['epoch']}/{epochs} it {rec['iteration']}  train loss {rec['train_loss']:.4f} err "
-             f"{100 * rec['train_error']:.2f}% | test loss {rec['test_loss']:.4f} err {100 * rec['test_error']:.2f}% "
-             f"ece {100 * rec['test_ece']:.2f}% | {rec['seconds']:.1f} s", rank)
-        rngs = _rng_state()
-        if world > 1:
-            gathered = [None] * world; dist.all_gather_object(gathered, rngs); rngs = gathered
-        if rank == 0:
-            save_checkpoint(ckpt_path, {'identity': ident, 'config': dataclasses.asdict(c), 'epoch': epoch + 1,
-                                        'model': model.state_dict(), 'objective': objective.state_dict(),
-                                        'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-                                        'scaler': scaler.state_dict(), 'rng': rngs, 'history': history,
-                                        'wall_seconds': wall_before + time.perf_counter() - t0})
-    events.close()
-    if te is None and diverged is None:   # resumed after the last epoch: the final evaluation was not kept
-        te = evaluate(net, objective, data.test_loader, device, amp=c.amp, channels_last=c.channels_last,
-                      ordinal=ordinal, num_classes=data.num_classes)
-    # the last evaluation's confusion matrix and the artefacts
-    record = None
-    if rank == 0:
-        if diverged is None:
-            art = _artifacts(model, data, te, c, device)
-            with atomic_path(out/'artifacts.npz') as tmp, open(tmp, 'wb') as f: np.savez_compressed(f, **art)
-            if c.save_model:
-                with atomic_path(out/'model.pt') as tmp: torch.save(model.state_dict(), tmp)
-            final = {k: v for k, v in history[-1].items() if k not in ('epoch', 'iteration', 'lr', 'seconds')}
-        else: final = {}                                       # no final metrics: the model is not finite
-        numerics = numerics_info(device)
-        record = {'run_id': rid, 'name': c.name or out.name, 'status': 'diverged' if diverged else 'complete',
-                  'diverged': diverged, 'config': dataclasses.asdict(c),
-                  'seed': c.seed, 'epochs': epochs, 'iterations': total_steps, 'steps_per_epoch': steps_per_epoch,
-                  'train_size': data.train_size, 'test_size': len(data.test_labels), 'num_classes': data.num_classes,
-                  'ordinal': ordinal, 'history': history, 'final': final,
-                  'wall_seconds': wall_before + time.perf_counter() - t0,
-                  'train_seconds': sum(h['seconds'] for h in history), 'resumed_after_epoch': resumed_at,
-                  'device': str(device), 'device_name': numerics.get('gpu', numerics['cpu_model']),
-                  'threads': torch.get_num_threads(), 'numerics': numerics, 'weights_sha256': weights_digest(model),
-                  'world_size': world, 'host': socket.gethostname(),
-                  'versions': versions(), 'git_commit': git_commit(),
-                  'finished_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
-                  'artifacts': None if diverged else 'artifacts.npz', 'model': 'model.pt' if c.save_model and not diverged else None}
-        write_json(record_path, record)
-        append_result(table, result_row(record, record_path))
-        if not c.keep_checkpoint: ckpt_path.unlink(missing_ok=True)
-        if not diverged:
-            _log(f"test error {100 * final['test_error']:.2f} % (top-1) after {epochs} epoch(s), {total_steps} steps, "
-                 f"{record['wall_seconds']:.1f} s | record: {record_path}", rank)
+            _log(f"{run.place.out}: diverged in epoch {epoch + 1}/{run.epochs} ({str(e)[:120]}); recorded as diverged", run.rank)
+            run.events.close()
+            return None, {'epoch': epoch + 1, 'error': str(e)[:500]}
+        rec = epoch_record(epoch, run.steps_per_epoch, tr, te, run.optimizer.param_groups[0]['lr'],
+                           time.perf_counter() - start)
+        run.history.append(rec)
+        run.events.add(rec)
+        _log(_epoch_line(rec, run.epochs), run.rank)
+        save_epoch_checkpoint(run)
+    run.events.close()
+    return te if te is not None else _evaluate(run), None   # resumed after the last epoch: evaluate once more
+
+# %% ../nbs/04_train.ipynb #69154c96
+def run_record(run: Run, final: dict, diverged: dict | None) -> dict:
+    "The JSON record of a finished run (see above): config, history, final metrics, times, device, numerics, versions."
+    c, numerics = run.config, numerics_info(run.device)
+    return {'run_id': run_id(c), 'name': c.name or run.place.out.name, 'status': 'diverged' if diverged else 'complete',
+            'diverged': diverged, 'config': dataclasses.asdict(c),
+            'seed': c.seed, 'epochs': run.epochs, 'iterations': run.total_steps, 'steps_per_epoch': run.steps_per_epoch,
+            'train_size': run.data.train_size, 'test_size': len(run.data.test_labels),
+            'num_classes': run.data.num_classes, 'ordinal': run.ordinal, 'history': run.history, 'final': final,
+            'wall_seconds': run.wall_seconds(), 'train_seconds': sum(h['seconds'] for h in run.history),
+            'resumed_after_epoch': run.resumed_at,
+            'device': str(run.device), 'device_name': numerics.get('gpu', numerics['cpu_model']),
+            'threads': torch.get_num_threads(), 'numerics': numerics, 'weights_sha256': weights_digest(run.model),
+            'world_size': run.world, 'host': socket.gethostname(),
+            'versions': versions(), 'git_commit': git_commit(),
+            'finished_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+            'artifacts': None if diverged else 'artifacts.npz',
+            'model': 'model.pt' if c.save_model and not diverged else None}
+
+def finish_run(run: Run, te: dict | None, diverged: dict | None) -> dict | None:
+    """On rank 0: the artefacts and weights (unless the run diverged), the record and its row in the results table;
+    the checkpoint is deleted unless `keep_checkpoint`. Returns the record (None on the other ranks)."""
+    if run.rank != 0: return None
+    c, out, final = run.config, run.place.out, {}          # no final metrics for a diverged run: its model is not finite
+    if diverged is None:
+        art = collect_artifacts(run.model, run.data, te, c, run.device)
+        with atomic_path(out/'artifacts.npz') as tmp, open(tmp, 'wb') as f: np.savez_compressed(f, **art)
+        if c.save_model:
+            with atomic_path(out/'model.pt') as tmp: torch.save(run.model.state_dict(), tmp)
+        final = {k: v for k, v in run.history[-1].items() if k not in ('epoch', 'iteration', 'lr', 'seconds')}
+    record = run_record(run, final, diverged)
+    write_json(run.place.record, record)
+    append_result(run.place.table, result_row(record, run.place.record))
+    if not c.keep_checkpoint: run.place.checkpoint.unlink(missing_ok=True)
+    if not diverged:
+        _log(f"test error {100 * final['test_error']:.2f} % (top-1) after {run.epochs} epoch(s), {run.total_steps} "
+             f"steps, {record['wall_seconds']:.1f} s | record: {run.place.record}", run.rank)
+    return record
+
+# %% ../nbs/04_train.ipynb #88b4365d
+def run_training(config: RunConfig | dict, **overrides) -> dict:
+    "Train, evaluate and record one run (see above); returns the record. `overrides` replace config keys."
+    c, t0 = prepare_config(config, overrides), time.perf_counter()
+    pin_numerics(c.cpu_isa)                     # before this process computes anything (see core: numerics)
+    rank, world, device = distributed_context(c.device)
+    check_sync_batchnorm(c, world, device)
+    place, ident = run_place(c, rank), config_identity(c)
+    done = previous_record(place, ident, rank)
+    if done is not None: return done
+    ckpt = resumable_checkpoint(place, c, ident)
+    set_backends(c, device)
+    run = start_run(c, place, ident, ckpt, device, rank, world, t0)
+    te, diverged = train_epochs(run)
+    record = finish_run(run, te, diverged)
     if world > 1: dist.barrier()
     return record
 

@@ -1,5 +1,6 @@
 """Source hygiene: no control characters in the package or the notebooks (a `\\f` in LaTeX inside a non-raw string
 becomes a form feed), and the package imports without POSIX-only modules (the results table's lock is filelock's)."""
+import argparse
 import json
 import re
 import subprocess
@@ -42,3 +43,31 @@ def test_parallel_writers_append_whole_rows(tmp_path):
     rows = read_results(table)
     assert len(rows) == 400 and len({r['run_id'] for r in rows}) == 400
     assert table.read_text().count('run_id,') == 1
+
+
+def test_defaults_live_in_one_place():
+    """RunConfig and Launcher hold every default. The experiment notebook's parameters cell (a literal, for papermill and
+    its readers) repeats RunConfig's exactly, key for key; the CLI leaves every run-config and launcher option unset (None)
+    so the dataclasses decide, and the defaults its help quotes are theirs."""
+    import ast
+    import dataclasses
+    from ratio_losses.cli import parser
+    from ratio_losses.executors import Launcher
+    from ratio_losses.run_config import RunConfig
+    nb = json.loads((ROOT/'nbs'/'experiments'/'train.ipynb').read_text())
+    cell = next(c for c in nb['cells'] if 'parameters' in c['metadata'].get('tags', []))
+    params = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(''.join(cell['source'])).body}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(RunConfig)}
+    assert params == defaults, {k: (params.get(k), defaults.get(k)) for k in set(params) | set(defaults)
+                                if params.get(k) != defaults.get(k)}
+    p = parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, cls in (('train', RunConfig), ('sweep', Launcher)):
+        fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                  for f in dataclasses.fields(cls)}
+        for a in sub[command]._actions:
+            if a.dest in fields and not isinstance(a, argparse._StoreTrueAction):
+                assert a.default is None, f'{command} --{a.dest}: the CLI sets its own default {a.default!r}'
+                if a.help and 'default' in a.help and fields[a.dest] is not None:
+                    assert str(fields[a.dest]) in a.help, (command, a.dest, a.help, fields[a.dest])
