@@ -28,7 +28,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup venv data slurm smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
+.PHONY: help setup venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest reproduce quick bench clean-venv
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (~40 min on 2 cores)"
@@ -40,6 +40,8 @@ help:
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
 	@echo "make smoke       every distinct paper-scale configuration for two steps on fixture data, CPU (~20 min)"
 	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, executors, the cost of pinned CPU kernels)"
+	@echo "make docs        the documentation site from the notebooks and the committed figures -> _docs/ (offline)"
+	@echo "make lab         JupyterLab on nbs/ with the project's kernel"
 	@echo "make setup       only create .venv and fetch the offline data"
 
 ## --- setup ---------------------------------------------------------------------------------------
@@ -85,6 +87,32 @@ slurm:
 	    $(SUDO) apt-get $(APT_WAIT) install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; } \
 	  || { echo "error: could not install Slurm with apt-get (root or passwordless sudo needed)"; exit 1; }; \
 	else echo "warning: no apt-get here: the Slurm tests are skipped (set CI to make them fail instead)"; fi
+
+# Debian's Chromium and its driver, for the docs' browser test (tests/test_docs.py drives the system browser through
+# Selenium: browser downloads by Selenium or Playwright need the network).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "Chromium: $$(/usr/bin/chromedriver --version | cut -d' ' -f1-2)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "Chromium: installing Debian's chromium chromium-driver"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get $(APT_WAIT) install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || { \
+	    $(SUDO) apt-get $(APT_WAIT) update -q >/dev/null && \
+	    $(SUDO) apt-get $(APT_WAIT) install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
+	  || { echo "error: could not install Chromium with apt-get (root or passwordless sudo needed)"; exit 1; }; \
+	else echo "warning: no apt-get here: the browser tests are skipped (set CI to make them fail instead)"; fi
+
+## --- docs and the notebooks ------------------------------------------------------------------------
+
+# The site: nbdev's notebook processor, Sphinx + myst-nb + sphinx-book-theme, MathJax 3 from npm served from the site.
+# Needs only the registries; fails on a Sphinx warning or a broken internal link. Open _docs/index.html.
+docs: $(STAMP)
+	$(PY) docs/build.py --out _docs
+
+# JupyterLab on nbs/ with the project's kernel as the default one.
+LAB_PORT ?= 8888
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=nbs --port=$(LAB_PORT) --MultiKernelManager.default_kernel_name=ratio_losses \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 ## --- the two commands ----------------------------------------------------------------------------
 
@@ -170,7 +198,7 @@ smoke-test: setup
 quick: setup
 	$(BIN)/ratio-losses train --dataset fashion_mnist --epochs 1
 
-test: setup slurm check-clean check-export lint nbdev-test pytest
+test: setup slurm browser check-clean check-export lint nbdev-test pytest
 	@echo "make test: all checks passed"
 
 ## --- the parts of `make test` --------------------------------------------------------------------
@@ -202,7 +230,7 @@ check-export: $(STAMP)
 # nbdev puts each notebook's one-line summary, unwrapped, in its module's docstring. ratio_losses.losses re-exports.
 LINT := --select E9,F63,F7,F82,F401,F841,E501 --line-length 140
 lint: $(STAMP)
-	$(BIN)/ruff check $(LINT) --per-file-ignores 'nbs/02_losses.ipynb:F401' nbs tests benchmarks
+	$(BIN)/ruff check $(LINT) --per-file-ignores 'nbs/02_losses.ipynb:F401' nbs tests benchmarks docs
 	$(BIN)/ruff check --select E9,F63,F7,F82,F401,F841 --per-file-ignores 'ratio_losses/losses.py:F401' \
 	  --exclude ratio_losses/_modidx.py ratio_losses
 	@echo "ok: ruff finds nothing"
