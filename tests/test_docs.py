@@ -222,3 +222,24 @@ def test_the_request_log_sees_a_request_that_leaves(site, server, browser):
         assert 'http://192.0.2.1/pixel.png' in _requests(browser)
     finally:
         probe.unlink()
+
+
+def test_no_prose_of_a_notebook_is_lost(site):
+    """Every markdown cell of every module notebook and of the experiment notebook is on its page, the first cell's prose
+    beyond its title and summary included: the doc processing drops none."""
+    import html
+    norm = lambda t: re.sub(r'[^0-9a-z]+', '', t.lower())
+    lost = []
+    for nb_path in sorted((ROOT/'nbs').glob('*.ipynb')) + [ROOT/'nbs'/'experiments'/'train.ipynb']:
+        if nb_path.name == 'index.ipynb': continue
+        if nb_path.parent.name == 'experiments': page = site/'experiment_notebook.html'
+        else: page = site/'api'/f"{docs_build.module_of(nb_path).split('.', 1)[1]}.html"
+        text = norm(html.unescape(re.sub(r'<[^>]+>', ' ', page.read_text())))
+        cells = json.loads(nb_path.read_text())['cells']
+        prose = [docs_build.title_cell_rest(nb_path)] + [''.join(c['source']) for c in cells[1:] if c['cell_type'] == 'markdown']
+        for s in prose:
+            first = re.sub(r'\[([^\]]*)\]\([^)]*\)', r'\1', s.split('\n')[0])
+            if '$' in first: continue                       # math is typeset: its source is not the page's text
+            probe = norm(first)[:40]
+            if probe and probe not in text: lost.append(f'{nb_path.name}: {first[:60]!r}')
+    assert not lost, f'{len(lost)} markdown cells missing from their pages: {lost[:10]}'
