@@ -200,7 +200,7 @@ def saved(code: str, method: str) -> list[str]:
     return [stem for *_, stem in sorted(out)]
 
 
-def analysis_page(name: str, title: str, src: Path) -> str:
+def analysis_page(name: str, title: str) -> str:
     """The analysis notebook `name` as a page: its prose and code, and after each cell that saves a figure or a table,
     that figure or table as committed, at the cpu scale and (where it exists) the full scale. Nothing is run."""
     nb = json.loads((ROOT/'nbs'/'analysis'/f'{name}.ipynb').read_text())
@@ -282,7 +282,7 @@ def build(out: Path) -> Path:
     mathjax(src/'_static')
     shutil.copytree(ROOT/'figures', src/'figures', ignore=shutil.ignore_patterns('*.pdf', '*.csv', '*.md'))
     for name, _ in GUIDE: shutil.copy(DOCS/'pages'/f'{name}.md', src/f'{name}.md')
-    log(f'processing the notebooks (nbdev) ...')
+    log('processing the notebooks (nbdev) ...')
     proc = processed_notebooks()
     api = []
     for nb_path in sorted((ROOT/'nbs').glob('*.ipynb')):
@@ -298,7 +298,7 @@ def build(out: Path) -> Path:
     nb, _ = convert(json.loads((proc/'experiments'/'train.ipynb').read_text()), None,
                     title_cell_rest(ROOT/'nbs'/'experiments'/'train.ipynb'))
     (src/'experiment_notebook.ipynb').write_text(json.dumps(_with_ids(nb)))
-    for name, title in ANALYSIS: (src/f'analysis_{name}.md').write_text(analysis_page(name, title, src))
+    for name, title in ANALYSIS: (src/f'analysis_{name}.md').write_text(analysis_page(name, title))
     report = (ROOT/'figures'/'REPORT.md').read_text()
     (src/'report.md').write_text(re.sub(r'\]\((?!https?:|#)([^)]+)\)', r'](figures/\1)', report))
     index = front_page((ROOT/'README.md').read_text())
