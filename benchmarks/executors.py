@@ -4,7 +4,9 @@
 Each executor runs the same N points (digits, small CNN, a few steps) into its own runs root, one point at a time
 (workers 1), so that the wall time of the sweep divided by N is the cost of a point, and the difference to `debug`
 is what the executor adds per job (process start, pickling, submitit's polling; for Slurm, scheduling too). The
-papermill cost of a point (a new kernel, imports) is in all three rows alike: the `debug` row is the baseline.
+papermill cost of a point (a new kernel, imports) is in these rows alike: the `debug` row is the baseline. The last
+local row is the local executor's default, a worker that keeps its kernel across points (`points_per_job` unset):
+there the kernel's start and the imports are paid once, not per point.
 
     python benchmarks/executors.py [--points 4] [--steps 5] [--slurm auto|no|test-cluster] [--quick]
 
@@ -78,7 +80,8 @@ def main():
         root = Path(tmp)
         timed_sweep('debug', 1, a.steps, root/'warmup')             # first imports and the first kernel start
         rows['debug (in this process)'] = timed_sweep('debug', a.points, a.steps, root)
-        rows['local (submitit processes)'] = timed_sweep('local', a.points, a.steps, root)
+        rows['local (submitit processes)'] = timed_sweep('local', a.points, a.steps, root, {'points_per_job': 1})
+        rows['local, one kept kernel'] = timed_sweep('local', a.points, a.steps, root/'kept')
         with slurm_env(a.slurm) as env:
             if env is None: slurm_note = 'slurm: not measured (no sbatch here; --slurm test-cluster starts one as root)'
             else:
@@ -88,10 +91,10 @@ def main():
     print(f"# executor overhead | {platform.processor() or platform.machine()} | torch {torch.__version__} | "
           f"{a.points} points of {a.steps} steps (digits, small CNN), one at a time")
     if a.quick: print('(smoke run, not a measurement)')
-    print(f"{'executor':30} {'s per point':>12} {'overhead per job':>17} {'ratio to debug':>15}")
+    print(f"{'executor':32} {'s per point':>12} {'overhead per job':>17} {'ratio to debug':>15}")
     for name, seconds in rows.items():
         per = seconds / a.points
-        print(f"{name:30} {per:12.2f} {per - base:+16.2f}s {per / base:14.2f}x")
+        print(f"{name:32} {per:12.2f} {per - base:+16.2f}s {per / base:14.2f}x")
     if slurm_note: print(slurm_note)
 
 

@@ -5,16 +5,18 @@
    the plainest loop over the same model, data, batch size and `TensorLoader`: forward, `F.cross_entropy`, zero_grad,
    backward, step. Rounds alternate the two and start each from the same weights; the ratio is the median over rounds.
    Target (issue "training loop"): >= 0.95x.
-2. papermill overhead: wall time of one short run through `nbs/experiments/train.ipynb` (new kernel, imports, the run)
-   against the same `run_training` call from this already-warm Python process.
+2. Sweep overhead: the same cpu-scale points (of --preset) from this warm process, then through the experiment
+   notebook (papermill) by one local worker that keeps its kernel, and by one that starts a new kernel per point.
+   Per point after each worker's first, the time beyond the in-process run. Target (issue 18): <= 10 % of a point.
 
-    python benchmarks/trainer.py [--rounds 5] [--steps 60] [--device cpu] [--skip-papermill] [--quick]
+    python benchmarks/trainer.py [--rounds 5] [--steps 60] [--device cpu] [--preset crl_table4] [--points 6]
+                                 [--skip-papermill] [--quick]
 """
 import argparse
 import copy
+import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ratio_losses.core import get_device, seed_everything
+from ratio_losses.core import get_device, pin_numerics, seed_everything
 from ratio_losses.data import TensorLoader, dataset_info, load_tensors
 from ratio_losses.losses import build_objective
 from ratio_losses.models import build_model
@@ -58,10 +60,14 @@ def main():
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--dataset', default='fashion_mnist')
     p.add_argument('--device', default='auto')
-    p.add_argument('--quick', action='store_true', help='smoke run: digits, 1 round, 5 steps, papermill skipped')
+    p.add_argument('--quick', action='store_true', help='smoke run: digits, 1 round, 5 steps, 3 tiny sweep points')
     p.add_argument('--skip-papermill', action='store_true', help='measure the throughput only')
+    p.add_argument('--preset', default='crl_table4', help='the preset whose cpu-scale points time the sweep overhead')
+    p.add_argument('--points', type=int, default=6, help='points per way of running them (the first is left out)')
     a = p.parse_args()
-    if a.quick: a.rounds, a.steps, a.dataset = 1, 5, 'digits'
+    if a.quick: a.rounds, a.steps, a.dataset, a.points = 1, 5, 'digits', 3
+    if a.points < 2: p.error('--points must be at least 2: the first point of a worker is left out')
+    pin_numerics('avx2')          # as a sweep's points run (their cpu_isa), before anything computes
     device = get_device(a.device)
     channels_last = device.type != 'mps'
     info = dataset_info(a.dataset)
@@ -98,30 +104,49 @@ def main():
     print(f"{'ratio_losses train_one_epoch':30} {statistics.median(rows['trainer']):18,.0f} "
           f"{statistics.median(ratios):16.3f}x   (target >= 0.95x; per round: {', '.join(f'{r:.3f}' for r in ratios)})")
 
-    if a.quick or a.skip_papermill: return
-    # papermill: the same short run (digits, 3 epochs) through the experiment notebook and from this process
-    cfg = {'dataset': 'digits', 'epochs': 3, 'iterations': None, 'batch_size': 64, 'progress': False,
-           'feature_images': 100}
+    if a.skip_papermill: return
+    sweep_overhead(a.preset, a.points, a.quick)
+
+
+def sweep_overhead(preset: str, n: int, quick: bool):
+    """The time around `run_training` per sweep point: the same points from this warm process (the baseline), then
+    through the experiment notebook by one local worker that keeps its kernel, and by one that starts a new kernel for
+    every point (points_per_job=1, the executor before kept kernels). The first point of each is left out of the means:
+    it pays for the imports and the cold first step, once per worker."""
+    from ratio_losses.executors import Launcher, kernel_name, run_points
+    from ratio_losses.sweep import EXPERIMENT_NOTEBOOK, expand_sweep, load_preset
+    if quick:
+        spec = {'name': 'quick', 'fixed': {'dataset': 'digits', 'batch_size': 64, 'iterations': 6, 'epochs': None,
+                                           'feature_images': 0, 'softmax_images': 0}, 'seeds': list(range(n))}
+    else: spec = load_preset(ROOT/'configs'/f'{preset}.yaml')
     with tempfile.TemporaryDirectory() as tmp:
-        run_training({**cfg, 'out_dir': f'{tmp}/warmup'})
-        t = time.perf_counter(); run_training({**cfg, 'out_dir': f'{tmp}/python'}); in_python = time.perf_counter() - t
-        args = [str(Path(sys.executable).parent/'papermill'), str(ROOT/'nbs'/'experiments'/'train.ipynb'),
-                f'{tmp}/out.ipynb', '--no-progress-bar', '-p', 'out_dir', f'{tmp}/papermill']
-        for k, v in cfg.items(): args += ['-p', k, str(v)]
-        t = time.perf_counter(); r = subprocess.run(args, capture_output=True, text=True); through_pm = time.perf_counter() - t
-        if r.returncode: sys.exit(f'papermill failed:\n{r.stderr[-3000:]}')
-        # what a sweep worker pays per point: papermill is imported once per worker, each point starts a new kernel
-        import papermill as pm
-        from ratio_losses.executors import kernel_name
-        t = time.perf_counter()
-        pm.execute_notebook(str(ROOT/'nbs'/'experiments'/'train.ipynb'), f'{tmp}/out2.ipynb', kernel_name=kernel_name(),
-                            parameters={**cfg, 'out_dir': f'{tmp}/papermill2'}, progress_bar=False)
-        in_worker = time.perf_counter() - t
-    print(f"\npapermill overhead, one run of 3 epochs on the digits:")
-    print(f"  run_training from Python:                  {in_python:6.2f} s")
-    print(f"  papermill command (imports papermill too): {through_pm:6.2f} s   (+{through_pm - in_python:.2f} s)")
-    print(f"  papermill in a sweep worker (new kernel):  {in_worker:6.2f} s   (+{in_worker - in_python:.2f} s: kernel start, "
-          f"imports, a cold first run)")
+        points = expand_sweep(spec, 'cpu', f'{tmp}/python')[:n]
+        configs = [{**p.config, 'progress': False} for p in points]
+        run_training({**configs[0], 'out_dir': f'{tmp}/warmup'})                 # this process warm, as the kernel will be
+        in_python = []
+        for c in configs:
+            t = time.perf_counter(); run_training(c); in_python.append(time.perf_counter() - t)
+        through = {}
+        for label, per_job in (('kept kernel (one per worker)', None), ('new kernel per point', 1)):
+            items = [(i, {**c, 'out_dir': c['out_dir'].replace(f'{tmp}/python', f'{tmp}/{per_job}'),
+                          'results_table': f'{tmp}/{per_job}/results.csv'}) for i, c in enumerate(configs)]
+            t = time.perf_counter()
+            res = run_points(items, Launcher(executor='local', workers=1, points_per_job=per_job), f'{tmp}/jobs{per_job}',
+                             notebook=str(EXPERIMENT_NOTEBOOK), kernel=kernel_name())
+            wall = time.perf_counter() - t
+            bad = [r for r in res.values() if r['status'] != 'done']
+            if bad: sys.exit(f"a point failed through papermill:\n{bad[0].get('error', '')[-3000:]}")
+            runs = [json.loads((Path(items[i][1]['out_dir'])/'record.json').read_text())['wall_seconds'] for i in range(n)]
+            through[label] = ([res[i]['seconds'] for i in range(n)], runs, wall)
+    base = statistics.mean(in_python[1:])
+    print(f"\nsweep overhead: {n} cpu-scale points of {spec['name']} (1 worker; means over points 2-{n}; "
+          f"{'smoke run, not a measurement' if quick else 'seconds per point'})")
+    print(f"  {'run_training from this warm process (baseline)':48} {base:7.2f} s")
+    for label, (seconds, runs, wall) in through.items():
+        point, around = statistics.mean(seconds[1:]), statistics.mean(s - r for s, r in zip(seconds[1:], runs[1:]))
+        print(f"  {'through papermill, ' + label:48} {point:7.2f} s   overhead vs baseline {100 * (point / base - 1):+6.1f} %"
+              f"   around its own run_training {around:5.2f} s   (first point {seconds[0]:.1f} s; all {n}: {wall:.1f} s wall)")
+    print("  target: the kept kernel's overhead vs baseline <= 10 % of a point")
 
 
 if __name__ == '__main__':

@@ -83,7 +83,7 @@ def _train(args) -> int:
 
 # %% ../nbs/07_cli.ipynb #72b2b9d9
 _LAUNCHER_FLAGS = ('executor', 'workers', 'partition', 'account', 'qos', 'time_min', 'cpus', 'mem_gb', 'gpus', 'tasks',
-                   'signal_delay_s', 'max_requeues')
+                   'signal_delay_s', 'max_requeues', 'points_per_job')
 
 def _launcher_flags(args) -> dict:
     "The launcher keys the sweep's flags set (None where not given: the preset's value stands)."
@@ -112,7 +112,7 @@ def _smoke(presets, args, flags) -> int:
 
 def _sweep(args) -> int:
     from ratio_losses.sweep import (check_runs_root, expand_sweep, load_preset, preflight_points, preset_launcher,
-                                    run_sweep, select_points, sweep_status)
+                                    run_sweeps, select_points, sweep_status)
     presets = [load_preset(p) for p in args.configs]
     if len(presets) > 1:   # a preset without this scale (CRL Table VII has no cpu scale) is skipped, with a note
         for p in [p for p in presets if args.scale not in (p.get('scales') or {args.scale: {}})]:
@@ -125,22 +125,20 @@ def _sweep(args) -> int:
     presets = [p for p in presets if chosen[p['name']]]
     flags = _launcher_flags(args)
     if args.smoke: return _smoke(presets, args, flags)
-    launchers = {p['name']: preset_launcher(p, args.scale, flags) for p in presets}
+    for p in presets: preset_launcher(p, args.scale, flags)     # every preset's launcher checked before anything runs
     if args.status:
         for p in presets: sweep_status(p, args.scale, args.runs_root, args.only); print()
         return 0
     if not args.dry_run:
         check_runs_root(args.runs_root)
         preflight_points([pt for pts in chosen.values() for pt in pts if pt.status() != 'complete'])
-    failed, submitted = 0, []
-    try:
-        for p in presets:
-            res = run_sweep(p, args.scale, runs_root=args.runs_root, dry_run=args.dry_run, only=args.only,
-                            timeout=args.timeout, progress=not args.no_progress, check=False, launcher=launchers[p['name']],
-                            wait=not args.no_wait, print_summary=not args.no_wait)
-            failed += sum(r['status'] == 'failed' for r in res)
-            submitted += [r['job_id'] for r in res if r['status'] == 'submitted']
-            print()
+    try:   # all presets in one call: points of consecutive presets with the same launcher share the workers' kernels
+        res = [r for rs in run_sweeps(presets, args.scale, runs_root=args.runs_root, dry_run=args.dry_run, only=args.only,
+                                      timeout=args.timeout, progress=not args.no_progress, check=False, wait=not args.no_wait,
+                                      launcher=flags, print_summary=not args.no_wait)
+               for r in rs]
+        failed, submitted = sum(r['status'] == 'failed' for r in res), [r['job_id'] for r in res if r['status'] == 'submitted']
+        print()
     except KeyboardInterrupt:
         print("\ninterrupted: the sweep stopped waiting (its jobs were cancelled unless you said no). No point counts as "
               "failed: run the same command again to resume them from their checkpoints.", file=sys.stderr)
@@ -221,6 +219,9 @@ def _launcher_options(s):
                    help=f"Slurm signals a job this long before its limit (default {d('signal_delay_s')})")
     x.add_argument('--max-requeues', type=_non_negative_int,
                    help=f"how often a job may requeue at its time limit (default {d('max_requeues')})")
+    x.add_argument('--points-per-job', type=_positive_int,
+                   help='points one job runs in one kept kernel (default: local, until none is left; slurm, 1; '
+                        '1: a new kernel per point)')
     x.add_argument('--sbatch', action='append', metavar='NAME=VALUE', help='another sbatch option; repeatable')
     x.add_argument('--setup', action='append', metavar='LINE', help="a shell line each job runs first; repeatable")
 

@@ -32,8 +32,8 @@ from .run_data import preflight
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'SMOKE_STEPS', 'SMOKE_BATCH', 'load_preset',
            'SweepPoint', 'expand_sweep', 'select_points', 'check_runs_root', 'preflight_points', 'preset_launcher',
-           'jobs_folder', 'run_sweep', 'point_state', 'sweep_status', 'smoke_key', 'smoke_config', 'check_smoke',
-           'run_smoke', 'summary_table']
+           'jobs_folder', 'run_sweeps', 'run_sweep', 'point_state', 'sweep_status', 'smoke_key', 'smoke_config',
+           'check_smoke', 'run_smoke', 'summary_table']
 
 # %% ../nbs/05_sweep.ipynb #e1caafcc
 PRESET_KEYS = ('name', 'title', 'paper', 'tables', 'description', 'reference', 'fixed', 'grid', 'seeds', 'scales', 'launcher', 'notes')
@@ -235,24 +235,12 @@ def _line(point: SweepPoint, res: dict) -> str:
 def _claim_text(c: dict) -> str:
     return f"Slurm job {c['slurm_job']}" if c.get('slurm_job') else f"process {c.get('pid')} on {c.get('host')}"
 
-def run_sweep(preset, scale: str = 'cpu', *, workers: int | None = None, runs_root='runs', dry_run: bool = False,
-              only: str | None = None, notebook=None, timeout: float | None = None, progress: bool = True,
-              print_summary: bool = True, check: bool = True, launcher: Launcher | dict | None = None,
-              wait: bool = True) -> list[dict]:
-    """Run the points of `preset` at `scale` through the executor of `launcher` (see above); returns one result per
-    point: point, status, test error, paths. With `check` (the default), `preflight_points` checks the points to train
-    before any job starts. Without `wait` (Slurm only) the jobs are submitted and their ids returned."""
-    preset = load_preset(preset)
-    points = expand_sweep(preset, scale, runs_root)
-    points = select_points(points, only)
+def _point_results(preset: dict, scale: str, runs_root, only: str | None, dry_run: bool) -> list[dict]:
+    "One result per point of `preset` at `scale` (those `only` matches), with its state from its record: not run yet."
+    points = select_points(expand_sweep(preset, scale, runs_root), only)
     if not points:
         raise ValueError(f"only={only!r} matches none of the points of preset {preset['name']!r} ({scale}); "
                          "see their labels with --dry-run")
-    if workers is not None and not (isinstance(workers, int) and workers >= 1):
-        raise ValueError(f"workers={workers!r} must be a positive integer")
-    L = preset_launcher(preset, scale, launcher, workers)
-    notebook = str(notebook or EXPERIMENT_NOTEBOOK)
-    if not Path(notebook).is_file(): raise ValueError(f"notebook={notebook!r} does not exist")
     results = [{'point': p, 'status': p.status(), 'test_error': None, 'seconds': 0.0, 'notebook': str(p.run_dir/'notebook.ipynb')}
                for p in points]
     for r in results:
@@ -261,36 +249,84 @@ def run_sweep(preset, scale: str = 'cpu', *, workers: int | None = None, runs_ro
             except ValueError as e: r.update(status='damaged', error=str(e)); continue   # dry run: say so, touch nothing
             if rec is None: r['status'] = r['point'].status(); continue       # a damaged record, moved aside: run again
             r['test_error'], r['status'] = rec['final'].get('test_error'), 'diverged' if rec['status'] == 'diverged' else 'complete'
-    if dry_run:
-        if print_summary: print(summary_table(results, f"{preset['name']} ({scale}): {len(points)} points, dry run"))
-        return results
-    check_runs_root(runs_root)
-    todo = [r for r in results if r['status'] not in ('complete', 'diverged')]
-    # A run of another preset at this scale with the same run id (settings and seed) is copied, not trained again.
-    # (expand_sweep already drops a run listed twice in one preset.)
-    done = _complete_runs(Path(points[0].config['results_table'])) if todo else {}
-    jobs = []
+    return results
+
+def _to_train(results: list[dict], wait: bool) -> tuple[list[dict], list[dict]]:
+    """The points to train, and those to copy once trained: a point whose run id (settings and seed) another preset of
+    this scale has run already is copied now; one that an earlier point of this call trains waits for it."""
+    todo = [r for r in results if r['status'] not in ('complete', 'diverged', 'damaged')]
+    done = _complete_runs(Path(todo[0]['point'].config['results_table'])) if todo else {}
+    jobs, later, training = [], [], set()
     for r in todo:
-        rid = r['point'].run_id
-        reused = _reuse(done[rid], r['point']) if r['status'] == 'new' and rid in done else None
+        p = r['point']
+        reused = _reuse(done[p.run_id], p) if r['status'] == 'new' and p.run_id in done else None
         if reused: r.update(reused)
-        else: jobs.append(r)
-    if check: preflight_points([r['point'] for r in jobs])
-    bar = tqdm(total=len(results), initial=len(results) - len(jobs), desc=f"{preset['name']} ({scale})",
-               disable=not progress, leave=False)
+        elif r['status'] == 'new' and wait and p.run_id in training: later.append(r)
+        else: jobs.append(r); training.add(p.run_id)
+    return jobs, later
+
+def _copy_later(later: list[dict]):
+    "The points `_to_train` held back, copied from the runs that have now trained (failed where those did not)."
+    if not later: return
+    done = _complete_runs(Path(later[0]['point'].config['results_table']))
+    for r in later:
+        reused = _reuse(done[r['point'].run_id], r['point']) if r['point'].run_id in done else None
+        r.update(reused or {'status': 'failed', 'error': 'the point with the same run id in this sweep did not finish'})
+
+def run_sweeps(presets, scale: str = 'cpu', *, workers: int | None = None, runs_root='runs', dry_run: bool = False,
+               only: str | None = None, notebook=None, timeout: float | None = None, progress: bool = True,
+               print_summary: bool = True, check: bool = True, launcher: Launcher | dict | None = None,
+               wait: bool = True) -> list[list[dict]]:
+    """Run the points of every preset of `presets` at `scale` in one go: consecutive presets with the same launcher share
+    its jobs (and their kept kernels). One list of results per preset, as `run_sweep` returns."""
+    presets = [load_preset(p) for p in presets]
+    if workers is not None and not (isinstance(workers, int) and workers >= 1):
+        raise ValueError(f"workers={workers!r} must be a positive integer")
+    launchers = [preset_launcher(p, scale, launcher, workers) for p in presets]
+    notebook = str(notebook or EXPERIMENT_NOTEBOOK)
+    if not Path(notebook).is_file(): raise ValueError(f"notebook={notebook!r} does not exist")
+    per_preset = [_point_results(p, scale, runs_root, only, dry_run) for p in presets]
+    if not dry_run:
+        check_runs_root(runs_root)
+        jobs, later = _to_train([r for rs in per_preset for r in rs], wait)
+        if check: preflight_points([r['point'] for r in jobs])
+        _train(jobs, {id(r): L for rs, L in zip(per_preset, launchers) for r in rs}, presets, scale, runs_root,
+               notebook=notebook, timeout=timeout, progress=progress, wait=wait)
+        _copy_later(later)
+    if print_summary:
+        for p, rs in zip(presets, per_preset):
+            print(summary_table(rs, f"{p['name']} ({scale})" + (f': {len(rs)} points, dry run' if dry_run else '')))
+    return per_preset
+
+def _train(jobs: list[dict], launcher_of: dict, presets: list[dict], scale: str, runs_root, *, notebook, timeout,
+           progress: bool, wait: bool):
+    "Run `jobs` (results to fill in), one `run_points` call per run of consecutive points with the same launcher."
+    names = [p['name'] for p in presets]
+    bar = tqdm(total=len(jobs), desc=f"{names[0] if len(names) == 1 else f'{len(names)} presets'} ({scale})",
+               disable=not progress or not jobs, leave=False)
     def finish(i, res):
         r = jobs[i]; r.update(res); bar.update(1)
         _note_failure(r['point'], res)
         if progress or res['status'] == 'failed': tqdm.write(_line(r['point'], res))
-    if jobs:
-        configs = [(i, {**r['point'].config, 'progress': False}) for i, r in enumerate(jobs)]   # threads: the point's own
-        try:
-            run_points(configs, L, jobs_folder(runs_root, scale, preset['name']), notebook=notebook, kernel=kernel_name(),
-                       timeout=timeout, wait=wait, on_result=finish)
-        finally: bar.close()
-    else: bar.close()
-    if print_summary: print(summary_table(results, f"{preset['name']} ({scale})"))
-    return results
+    try:
+        for L, group in itertools.groupby(range(len(jobs)), key=lambda i: launcher_of[id(jobs[i])]):
+            group = list(group)
+            sweeps = list(dict.fromkeys(jobs[i]['point'].sweep for i in group))
+            folder = jobs_folder(runs_root, scale, sweeps[0] if len(sweeps) == 1 else f'{sweeps[0]}+{len(sweeps) - 1}-more')
+            run_points([(i, {**jobs[i]['point'].config, 'progress': False}) for i in group], L, folder,
+                       notebook=notebook, kernel=kernel_name(), timeout=timeout, wait=wait, on_result=finish)
+    finally: bar.close()
+
+def run_sweep(preset, scale: str = 'cpu', *, workers: int | None = None, runs_root='runs', dry_run: bool = False,
+              only: str | None = None, notebook=None, timeout: float | None = None, progress: bool = True,
+              print_summary: bool = True, check: bool = True, launcher: Launcher | dict | None = None,
+              wait: bool = True) -> list[dict]:
+    """Run the points of `preset` at `scale` through the executor of `launcher` (see above); returns one result per
+    point: point, status, test error, paths. With `check` (the default), `preflight_points` checks the points to train
+    before any job starts. Without `wait` (Slurm only) the jobs are submitted and their ids returned."""
+    return run_sweeps([preset], scale, workers=workers, runs_root=runs_root, dry_run=dry_run, only=only, notebook=notebook,
+                      timeout=timeout, progress=progress, print_summary=print_summary, check=check, launcher=launcher,
+                      wait=wait)[0]
 
 def point_state(point: SweepPoint, states: dict | None = None) -> dict:
     "Where a point stands: complete, diverged, queued, running, failed, resumable or new, with its job and error."

@@ -11,7 +11,10 @@ ROOT = Path(__file__).parents[1]
 @pytest.mark.parametrize('script,expect', [
     ('data_pipeline.py', ['pipeline alone', 'DataLoader + PIL, 2 workers', 'end to end']),
     ('losses.py', ['competing_ratio_loss', 'gradient_boosting_cross_entropy', 'checks off', 'lgm_loss', 'mutual_channel_loss']),
-    ('trainer.py', ['minimal hand-written loop', 'ratio_losses train_one_epoch', 'target >= 0.95x']),
+    ('trainer.py', ['minimal hand-written loop', 'ratio_losses train_one_epoch', 'target >= 0.95x', 'sweep overhead',
+                    'through papermill, kept kernel (one per worker)', 'through papermill, new kernel per point']),
+    ('gpu.py', ['cifar_resnet18', 'vgg16_bn', 'bf16', 'tensor pipeline alone', 'CRL (competing_ratio_loss)',
+                'GCE k=15', 'CC-Loss (channel_correlation_loss)']),
     ('executors.py', ['debug (in this process)', 'local (submitit processes)', 'overhead per job']),
     ('numerics.py', ['native (this CPU)', 'pinned (cpu_isa avx2, the default)', 'pinned / native']),
 ])

@@ -242,3 +242,112 @@ def test_the_executors_notebook_sweeps_locally_and_through_slurm(slurm, tmp_path
     assert r.returncode == 0, r.stderr[-3000:]
     text = out.read_text()
     assert 'through Slurm, jobs ' in text
+
+
+# --- kept kernels ----------------------------------------------------------------------------------------------------
+
+def _same_run(a: Path, b: Path):
+    "Two runs' records equal but for times and places, their saved weights and their artefacts equal bit for bit."
+    import numpy as np
+    import torch
+    def rec(d):
+        r = json.loads((d/'record.json').read_text())
+        for k in ('wall_seconds', 'train_seconds', 'finished_at', 'started_at'): r.pop(k, None)
+        for k in ('out_dir', 'results_table'): r['config'].pop(k, None)
+        r['history'] = [{k: v for k, v in h.items() if 'seconds' not in k} for h in r['history']]
+        return r
+    assert rec(a) == rec(b)
+    wa, wb = (torch.load(d/'model.pt', map_location='cpu', weights_only=True) for d in (a, b))
+    flat = lambda w: w.get('model', w) if isinstance(w, dict) else w
+    wa, wb = flat(wa), flat(wb)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    with np.load(a/'artifacts.npz') as fa, np.load(b/'artifacts.npz') as fb:
+        assert sorted(fa.files) == sorted(fb.files) and all(np.array_equal(fa[k], fb[k]) for k in fa.files)
+
+
+def test_a_kept_kernel_gives_the_bits_of_a_new_one(tmp_path):
+    """Two different points back to back in one kept kernel: each point's record, saved weights and artefacts are
+    bitwise those of the same point in a new kernel. The first point changes what a run may leave behind: another
+    seed and thread count, deterministic algorithms, and an objective with state of its own (center loss's centers)."""
+    from ratio_losses.executors import execute_point
+    from ratio_losses.kernels import WarmKernel, kernel_name
+    from ratio_losses.sweep import EXPERIMENT_NOTEBOOK
+    base = {**TINY, 'iterations': 20, 'save_model': True, 'feature_images': 60, 'softmax_images': 4, 'progress': False}
+    points = {'a': {**base, 'objective': {'center': {'lam': 0.01, 'alpha': 0.5}}, 'seed': 3, 'threads': 2,
+                    'deterministic': True},
+              'b': {**base, 'objective': {'crl': {}}, 'seed': 0}}
+    nb, kernel = str(EXPERIMENT_NOTEBOOK), kernel_name()
+    for name, c in points.items():
+        r = execute_point({**c, 'out_dir': str(tmp_path/'new'/name)}, nb, kernel)
+        assert r['status'] == 'done', r
+    warm = WarmKernel(kernel)
+    try:
+        for name, c in points.items():
+            r = execute_point({**c, 'out_dir': str(tmp_path/'kept'/name)}, nb, kernel, warm=warm)
+            assert r['status'] == 'done', r
+        assert (warm.starts, warm.points) == (1, 2)            # the second point really ran in the first one's kernel
+    finally: warm.shutdown()
+    for name in points: _same_run(tmp_path/'new'/name, tmp_path/'kept'/name)
+    executed = json.loads((tmp_path/'kept'/'b'/'notebook.ipynb').read_text())
+    assert [c['execution_count'] for c in executed['cells'] if c['cell_type'] == 'code'][0] == 1
+
+
+def _failing_notebook(tmp_path, condition: str, what: str) -> Path:
+    bad = tmp_path/'bad.ipynb'
+    nb = json.loads(Path(run_sweep.__globals__['EXPERIMENT_NOTEBOOK']).read_text())
+    nb['cells'].append({'cell_type': 'code', 'id': 'boom', 'metadata': {}, 'execution_count': None, 'outputs': [],
+                        'source': [f"if {condition}: raise RuntimeError({what!r})"]})
+    bad.write_text(json.dumps(nb))
+    return bad
+
+
+def test_local_workers_keep_their_kernel_and_go_on_after_a_failing_point(tmp_path):
+    bad = _failing_notebook(tmp_path, "objective == {'crl': {}}", 'boom in the crl point')
+    preset = yaml.safe_load(_preset(tmp_path, grid={'objective': [{'ce': {}}, {'crl': {}}, {'nllr': {}}, {'focal': {}}]},
+                                    seeds=(0, 1)).read_text())
+    res = run_sweep(preset, runs_root=tmp_path/'runs', notebook=bad, launcher={'executor': 'local', 'workers': 2},
+                    progress=False, print_summary=False)
+    by = {r['point'].label: r for r in res}
+    for label, r in by.items():
+        assert r['status'] == ('failed' if 'crl' in label else 'done'), (label, r)
+    failed = by['objective=crl, seed=0']
+    assert 'boom in the crl point' in failed['error'] and f"job {failed['job_id']}; logs: " in failed['error']
+    assert json.loads((failed['point'].run_dir/'failure.json').read_text())['job_id'] == failed['job_id']
+    assert len({r['job_id'] for r in res}) == 2                # 8 points, 2 workers: each kept its process throughout
+    # the executed notebooks number their cells from 1, as in a new kernel
+    for r in res:
+        cells = json.loads(Path(r['notebook']).read_text())['cells']
+        assert [c['execution_count'] for c in cells if c['cell_type'] == 'code'][0] == 1
+
+
+def test_a_worker_killed_mid_point_fails_that_point_and_another_worker_runs_the_rest(tmp_path):
+    preset = _preset(tmp_path, grid=[{'objective': [{'ce': {}}], 'iterations': [100000]},
+                                     {'objective': [{'crl': {}}, {'nllr': {}}], 'iterations': [6]}])
+    p = subprocess.Popen([EXE, 'sweep', str(preset), '--workers', '1', '--runs-root', str(tmp_path/'runs'), '--no-progress'],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    points = expand_sweep(yaml.safe_load(preset.read_text()), 'cpu', tmp_path/'runs')
+    long = [q for q in points if q.config['iterations'] == 100000][0]
+    _wait_for(lambda: (long.run_dir/'notebook.running.ipynb').exists(), 120, 'the long point to start')
+    jobs = [q for q in psutil.Process(p.pid).children(recursive=True) if 'submitit.core._submit' in ' '.join(q.cmdline())]
+    assert len(jobs) == 1, [q.cmdline() for q in psutil.Process(p.pid).children(recursive=True)]
+    jobs[0].kill()
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 1, out
+    assert out.count('FAILED   tiny: ') == 1 and 'FAILED   tiny: iterations=100000' in out, out
+    assert 'has not produced any output' in out and '_log.err' in out, out      # the dead job's own error and its logs
+    assert not (long.run_dir/'record.json').exists() and (long.run_dir/'failure.json').exists()
+    others = [q for q in points if q is not long]
+    assert all((q.run_dir/'record.json').exists() for q in others)               # a new worker ran the rest
+
+
+def test_slurm_jobs_may_take_several_points_each(slurm, tmp_path):
+    preset = yaml.safe_load(_preset(tmp_path, grid={'objective': [{'ce': {}}, {'crl': {}}, {'nllr': {}}]}).read_text())
+    res = run_sweep(preset, runs_root=tmp_path/'runs', launcher={'executor': 'slurm', 'cpus': 1, 'points_per_job': 2},
+                    progress=False, print_summary=False)
+    assert [r['status'] for r in res] == ['done'] * 3, res
+    jobs = [r['job_id'] for r in res]
+    assert jobs[0] == jobs[1] != jobs[2], jobs                   # chunks of two: two array tasks for three points
+    ref = run_sweep(preset, runs_root=tmp_path/'ref', launcher={'executor': 'debug'}, progress=False, print_summary=False)
+    for a, b in zip(res, ref):
+        assert json.loads((a['point'].run_dir/'record.json').read_text())['weights_sha256'] == \
+            json.loads((b['point'].run_dir/'record.json').read_text())['weights_sha256']
