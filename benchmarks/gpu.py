@@ -25,7 +25,10 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
+if importlib.util.find_spec('ratio_losses') is None:          # not installed: the working tree is enough
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MISSING = [m for m in ('torch', 'numpy', 'yaml', 'tqdm') if importlib.util.find_spec(m) is None]
 if MISSING:
     sys.exit(f"benchmarks/gpu.py needs {', '.join(MISSING)} (pip install {' '.join(MISSING).replace('yaml', 'pyyaml')})")

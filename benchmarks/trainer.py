@@ -13,7 +13,9 @@
                                  [--skip-papermill] [--quick]
 """
 import argparse
+import contextlib
 import copy
+import io
 import json
 import platform
 import statistics
@@ -122,10 +124,12 @@ def sweep_overhead(preset: str, n: int, quick: bool):
     with tempfile.TemporaryDirectory() as tmp:
         points = expand_sweep(spec, 'cpu', f'{tmp}/python')[:n]
         configs = [{**p.config, 'progress': False} for p in points]
-        run_training({**configs[0], 'out_dir': f'{tmp}/warmup'})                 # this process warm, as the kernel will be
+        quiet = lambda: contextlib.redirect_stdout(io.StringIO())               # the runs' epoch lines
+        with quiet(): run_training({**configs[0], 'out_dir': f'{tmp}/warmup'})   # this process warm, as the kernel will be
         in_python = []
         for c in configs:
-            t = time.perf_counter(); run_training(c); in_python.append(time.perf_counter() - t)
+            with quiet():
+                t = time.perf_counter(); run_training(c); in_python.append(time.perf_counter() - t)
         through = {}
         for label, per_job in (('kept kernel (one per worker)', None), ('new kernel per point', 1)):
             items = [(i, {**c, 'out_dir': c['out_dir'].replace(f'{tmp}/python', f'{tmp}/{per_job}'),
