@@ -325,11 +325,13 @@ def make_executor(launcher: Launcher, folder) -> submitit.Executor:
     ex.update_parameters(**params)
     return ex
 
+def _logs(job) -> str: return f"job {job.job_id}; logs: {job.paths.stdout} and {job.paths.stderr}"
+
 def _job_result(job, config: dict, states: dict) -> dict | None:
     "The point's result once its job has ended, None while it runs; a job that ended without a result is a failure."
     kind, state = type(job).__name__, states.get(str(job.job_id))
     has_result = kind == 'DebugJob' or all(j.paths.result_pickle.exists() for j in (job._sub_jobs or [job]))
-    logs = f"job {job.job_id}; logs: {job.paths.stdout} and {job.paths.stderr}"
+    logs = _logs(job)
     failed = {'status': 'failed', 'notebook': str(Path(config['out_dir'])/'notebook.ipynb'), 'seconds': 0.0,
               'job_id': str(job.job_id)}
     if not has_result:
@@ -363,7 +365,7 @@ def _submitted(job, config: dict) -> dict:
     return {'status': 'submitted', 'job_id': str(job.job_id), 'seconds': 0.0,
             'notebook': str(Path(config['out_dir'])/'notebook.ipynb')}
 
-def _one_per_job(todo, L: Launcher, ex, folder, *, notebook, kernel, timeout, wait, finish, poll_s, owner):
+def _one_per_job(todo, L: Launcher, ex, *, notebook, kernel, timeout, wait, finish, poll_s, owner):
     "`run_points` with a job (and a new kernel) per point."
     fn, parent = PointJob(), os.getpid() if L.executor == 'local' else None
     queue, running = list(todo), {}
@@ -414,14 +416,15 @@ def run_points(items: list[tuple[object, dict]], launcher: Launcher, folder, *, 
                            'notebook': str(Path(config['out_dir'])/'notebook.ipynb')})
     if not todo: return results
     run = _one_per_job if points_per_job(L) == 1 else _kept_kernels
-    run(todo, L, make_executor(L, folder), folder, notebook=notebook, kernel=kernel, timeout=timeout, wait=wait, finish=finish,
+    extra = {} if run is _one_per_job else {'folder': folder}
+    run(todo, L, make_executor(L, folder), **extra, notebook=notebook, kernel=kernel, timeout=timeout, wait=wait, finish=finish,
         poll_s=poll_s, owner=owner)
     return results
 
 # %% ../nbs/09_executors.ipynb #ec90bb36
 def _job_ended(job, states: dict) -> tuple[bool, str | None]:
     "Whether a worker job has ended, and why it failed if it did (its exception, or its Slurm state), with its logs."
-    logs = f"job {job.job_id}; logs: {job.paths.stdout} and {job.paths.stderr}"
+    logs = _logs(job)
     if type(job).__name__ == 'SlurmJob':
         state = states.get(str(job.job_id))
         if state in SLURM_LIVE or (state is None and time.time() - job._start_time < 30): return False, None
@@ -432,7 +435,7 @@ def _job_ended(job, states: dict) -> tuple[bool, str | None]:
     except Exception as e: return True, '\n'.join(str(e).strip().splitlines()[-15:]) + f'\n{logs}'
     return True, None
 
-def _kept_kernels(todo, L: Launcher, ex, folder, *, notebook, kernel, timeout, wait, finish, poll_s, owner):
+def _kept_kernels(todo, L: Launcher, ex, *, folder, notebook, kernel, timeout, wait, finish, poll_s, owner):
     """`run_points` with jobs that run several points each in a kept kernel: Slurm, a job per chunk of `points_per_job`
     points; local, `workers` jobs that take the next point from a shared `PointQueue` (a new one replaces a job that
     ran its `points_per_job`). Each point's result is picked up as it appears."""
@@ -451,8 +454,7 @@ def _kept_kernels(todo, L: Launcher, ex, folder, *, notebook, kernel, timeout, w
     def done(i, res):
         key, config = pending.pop(i)
         job = seen.get(str(res.get('job_id')))
-        if res['status'] == 'failed' and job is not None and 'logs:' not in res['error']:
-            res['error'] += f"\njob {job.job_id}; logs: {job.paths.stdout} and {job.paths.stderr}"
+        if res['status'] == 'failed' and job is not None and 'logs:' not in res['error']: res['error'] += '\n' + _logs(job)
         release_claim(config['out_dir'], owner if L.executor != 'slurm' else None)
         finish(key, res)
     def failed(i, why, job_id=None):
@@ -469,7 +471,8 @@ def _kept_kernels(todo, L: Launcher, ex, folder, *, notebook, kernel, timeout, w
         while pending:
             states = slurm_states([j.job_id for j, _ in jobs]) if L.executor == 'slurm' else {}
             ended = [(job, ch, *_job_ended(job, states)) for job, ch in jobs]
-            for i in [i for i in pending if queue.result(i) is not None]: done(i, queue.result(i))
+            for i in list(pending):
+                if (res := queue.result(i)) is not None: done(i, res)
             for job, ch, over, err in ended:
                 if not over: continue
                 jobs.remove((job, ch))
@@ -477,8 +480,7 @@ def _kept_kernels(todo, L: Launcher, ex, folder, *, notebook, kernel, timeout, w
                 for i in [i for i in mine if i in pending]:
                     res = queue.result(i)
                     if res is not None: done(i, res)
-                    else: failed(i, err or f"the job ended without this point's result; job {job.job_id}; logs: "
-                                            f"{job.paths.stdout} and {job.paths.stderr}", str(job.job_id))
+                    else: failed(i, err or f"the job ended without this point's result; {_logs(job)}", str(job.job_id))
                 why = err or why
                 if ch is None and queue.untaken() and (err is None or mine): start([None])   # a worker that started nothing is not replaced
             if L.executor != 'slurm' and not jobs:
