@@ -108,7 +108,7 @@ def merge_launchers(*sources: dict | None, where: str = 'launcher') -> Launcher:
 
 # %% ../nbs/09_executors.ipynb #5839ea2b
 def _done(rec: dict, seconds: float, nb: Path, status: str = 'done') -> dict:
-    return {'status': 'diverged' if rec['status'] == 'diverged' else status, 'test_error': rec['final'].get('test_error'),
+    return {'status': rec['status'] if rec['status'] in ('diverged', 'collapsed') else status, 'test_error': rec['final'].get('test_error'),
             'seconds': seconds, 'notebook': str(nb)}
 
 def _read_record(path: Path) -> dict | None:

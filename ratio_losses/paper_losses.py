@@ -15,12 +15,12 @@ from .loss_checks import _reduce_samples, _safe_target
 from .core import ModelOutput, sq_distances
 
 # %% auto #0
-__all__ = ['EXACT_BELOW_ALPHA', 'cross_entropy', 'competing_ratio_loss', 'nllr_loss', 'crl_printed_gradient', 'crl_gradient',
-           'categorical_cross_entropy', 'gradient_boosting_cross_entropy', 'pairwise_sq_distances',
-           'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances', 'within_class_loss',
-           'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss', 'CompetingRatioLoss',
-           'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss', 'ChannelCorrelationLoss',
-           'MixtureSeparabilityLoss']
+__all__ = ['EXACT_BELOW_ALPHA', 'CRL_FORMS', 'RELEASED_EPS', 'cross_entropy', 'competing_ratio_loss', 'nllr_loss',
+           'crl_printed_gradient', 'crl_gradient', 'categorical_cross_entropy', 'gradient_boosting_cross_entropy',
+           'pairwise_sq_distances', 'channel_correlation_ratio', 'channel_correlation_loss', 'class_mean_distances',
+           'within_class_loss', 'mixture_separability_loss', 'ClassificationLoss', 'CrossEntropyLoss', 'NLLRLoss',
+           'CompetingRatioLoss', 'CategoricalCrossEntropyLoss', 'GradientBoostingCrossEntropyLoss',
+           'ChannelCorrelationLoss', 'MixtureSeparabilityLoss']
 
 # %% ../nbs/02b_paper_losses.ipynb #4df315aa
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean', *,
@@ -56,26 +56,44 @@ def _competing_ratio(x: torch.Tensor, target: torch.Tensor, alpha: float, beta: 
     lt = F.logsigmoid(u) if alpha == 0 else torch.log(torch.sigmoid(u) + alpha)   # log(alpha + 1 - p_c)
     return F.softplus(u) + beta * lt                                          # -log p_c = softplus(u)
 
+# %% ../nbs/02b_paper_losses.ipynb #22d06f65
+CRL_FORMS = ('paper', 'released')
+RELEASED_EPS = 1e-7   # the released code's clamp of the softmax and its term inside the log
+
+def _competing_ratio_released(x: torch.Tensor, target: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """CRL (and NLLR) per sample as the authors' code computes it (PRIS-CV/CRL-code @276466a, `ratio.py`):
+    $\\log((\\alpha + 1 - \\tilde p_c)^\\beta/\\tilde p_c + 10^{-7})$, $\\tilde p_c$ the softmax clamped to $[10^{-7}, 1-10^{-7}]$."""
+    p = torch.softmax(x, 1).gather(1, target[:, None]).squeeze(1).clamp(RELEASED_EPS, 1 - RELEASED_EPS)
+    return torch.log((alpha + 1 - p) ** beta / p + RELEASED_EPS)
+
+def _check_form(form) -> str:
+    if form not in CRL_FORMS:
+        raise ValueError(f"form={form!r} is unknown; use 'paper' (CRL eq. 9-11 as printed, the default) or 'released' "
+                         "(the authors' code: softmax clamped to [1e-7, 1 - 1e-7], + 1e-7 inside the log)")
+    return form
+
 # %% ../nbs/02b_paper_losses.ipynb #4307696f
 def competing_ratio_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 1.5, beta: float = 1.0,
                          reduction: str = 'mean', *, weight: torch.Tensor | None = None, ignore_index: int = -100,
-                         label_smoothing: float = 0.0) -> torch.Tensor:
+                         label_smoothing: float = 0.0, form: str = 'paper') -> torch.Tensor:
     """Competing ratio loss $\\beta\\log(\\alpha + \\sum_{k\\ne c} p_k) - \\log p_c$ (CRL eq. 11; defaults α = 1.5, β = 1
     from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR. `weight` and `ignore_index` as in
-    `F.cross_entropy`; `label_smoothing` has no CRL form (an error)."""
+    `F.cross_entropy`; `label_smoothing` has no CRL form (an error). `form='released'`: the authors' code (see above)."""
     alpha, beta = _check_crl(alpha, beta)
+    per_sample = _competing_ratio_released if _check_form(form) == 'released' else _competing_ratio
     _check_reduction(reduction)
     _check_dropin('CRL', weight, ignore_index, label_smoothing)
     logits, target = _check_inputs(logits, target, ignore_index)
-    loss = _competing_ratio(_float(logits), _safe_target(target, ignore_index), alpha, beta)
+    loss = per_sample(_float(logits), _safe_target(target, ignore_index), alpha, beta)
     return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
 
 # %% ../nbs/02b_paper_losses.ipynb #d5cdae0d
 def nllr_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = 'mean', *, weight: torch.Tensor | None = None,
-              ignore_index: int = -100, label_smoothing: float = 0.0) -> torch.Tensor:
-    "Negative log-likelihood ratio $\\log\\frac{1-p_c}{p_c}$ (CRL eq. 9-10; Zhu et al.): CRL with α = 0, β = 1."
+              ignore_index: int = -100, label_smoothing: float = 0.0, form: str = 'paper') -> torch.Tensor:
+    """Negative log-likelihood ratio $\\log\\frac{1-p_c}{p_c}$ (CRL eq. 9-10; Zhu et al.): CRL with α = 0, β = 1.
+    `form='released'`: $\\log((1-\\tilde p_c)/\\tilde p_c + 10^{-7})$, the authors' code, bounded below."""
     return competing_ratio_loss(logits, target, alpha=0.0, beta=1.0, reduction=reduction, weight=weight,
-                                ignore_index=ignore_index, label_smoothing=label_smoothing)
+                                ignore_index=ignore_index, label_smoothing=label_smoothing, form=form)
 
 # %% ../nbs/02b_paper_losses.ipynb #52a4fa65
 def crl_printed_gradient(p_c, p_j, alpha: float = 1.5, beta: float = 1.0):
@@ -254,19 +272,25 @@ class CrossEntropyLoss(ClassificationLoss):
 class NLLRLoss(ClassificationLoss):
     "Negative log-likelihood ratio $\\log((1-p_c)/p_c)$ (CRL eq. 9-10); `weight`, `ignore_index` as in torch."
     dropin_name = 'NLLR'
-    def forward(self, logits, target): return nllr_loss(logits, target, self.reduction, **self.dropin())
+    def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0,
+                 form: str = 'paper'):
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        self.form = _check_form(form)
+    def hparams(self): return {} if self.form == 'paper' else {'form': self.form}
+    def forward(self, logits, target): return nllr_loss(logits, target, self.reduction, **self.dropin(), form=self.form)
 
 # %% ../nbs/02b_paper_losses.ipynb #15ffcdbf
 class CompetingRatioLoss(ClassificationLoss):
     "Competing ratio loss $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$ (CRL eq. 11; α = 1.5, β = 1 from Table I)."
     dropin_name = 'CRL'
     def __init__(self, alpha: float = 1.5, beta: float = 1.0, reduction: str = 'mean', weight=None,
-                 ignore_index: int = -100, label_smoothing: float = 0.0):
+                 ignore_index: int = -100, label_smoothing: float = 0.0, form: str = 'paper'):
         super().__init__(reduction, weight, ignore_index, label_smoothing)
         self.alpha, self.beta = _check_crl(alpha, beta)
-    def hparams(self): return {'alpha': self.alpha, 'beta': self.beta}
+        self.form = _check_form(form)
+    def hparams(self): return {'alpha': self.alpha, 'beta': self.beta, **({} if self.form == 'paper' else {'form': self.form})}
     def forward(self, logits, target):
-        return competing_ratio_loss(logits, target, self.alpha, self.beta, self.reduction, **self.dropin())
+        return competing_ratio_loss(logits, target, self.alpha, self.beta, self.reduction, **self.dropin(), form=self.form)
 
 # %% ../nbs/02b_paper_losses.ipynb #cf29daaf
 class CategoricalCrossEntropyLoss(ClassificationLoss):

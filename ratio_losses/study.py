@@ -64,7 +64,7 @@ class Runs(list):
 
 def record_problem(rec: dict, point, scale: str) -> str | None:
     "Why a record cannot stand for its preset point (status, settings, scale tag), or None where it can."
-    if rec.get('status') not in ('complete', 'diverged'): return f"status {rec.get('status')!r}, not complete"
+    if rec.get('status') not in ('complete', 'diverged', 'collapsed'): return f"status {rec.get('status')!r}, not complete"
     got = run_id(rec.get('config') or {})
     if rec.get('run_id') != point.run_id or got != point.run_id:
         return f"its settings (run id {got}) are not the preset point's ({point.run_id})"

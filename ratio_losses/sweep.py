@@ -219,7 +219,7 @@ def _note_failure(point: SweepPoint, res: dict):
     if res['status'] == 'failed':
         point.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(path, {k: res.get(k) for k in ('error', 'job_id', 'notebook')} | {'at': time.time()})
-    elif res['status'] in ('done', 'complete', 'diverged'): path.unlink(missing_ok=True)
+    elif res['status'] in ('done', 'complete', 'diverged', 'collapsed'): path.unlink(missing_ok=True)
 
 def _line(point: SweepPoint, res: dict) -> str:
     "The one line a finished point prints."
@@ -235,6 +235,10 @@ def _line(point: SweepPoint, res: dict) -> str:
 def _claim_text(c: dict) -> str:
     return f"Slurm job {c['slurm_job']}" if c.get('slurm_job') else f"process {c.get('pid')} on {c.get('host')}"
 
+def _finished(rec: dict) -> str:
+    "A finished record's state: 'diverged' (a non-finite loss), 'collapsed' (see collapse) or 'complete'; none is trained again."
+    return rec['status'] if rec['status'] in ('diverged', 'collapsed') else 'complete'
+
 def _point_results(preset: dict, scale: str, runs_root, only: str | None, dry_run: bool) -> list[dict]:
     "One result per point of `preset` at `scale` (those `only` matches), with its state from its record: not run yet."
     points = select_points(expand_sweep(preset, scale, runs_root), only)
@@ -248,13 +252,13 @@ def _point_results(preset: dict, scale: str, runs_root, only: str | None, dry_ru
             try: rec = read_record(r['point'].run_dir/'record.json', move_corrupt=not dry_run)
             except ValueError as e: r.update(status='damaged', error=str(e)); continue   # dry run: say so, touch nothing
             if rec is None: r['status'] = r['point'].status(); continue       # a damaged record, moved aside: run again
-            r['test_error'], r['status'] = rec['final'].get('test_error'), 'diverged' if rec['status'] == 'diverged' else 'complete'
+            r['test_error'], r['status'] = rec['final'].get('test_error'), _finished(rec)
     return results
 
 def _to_train(results: list[dict], wait: bool) -> tuple[list[dict], list[dict]]:
     """The points to train, and those to copy once trained: a point whose run id (settings and seed) another preset of
     this scale has run already is copied now; one that an earlier point of this call trains waits for it."""
-    todo = [r for r in results if r['status'] not in ('complete', 'diverged', 'damaged')]
+    todo = [r for r in results if r['status'] not in ('complete', 'diverged', 'collapsed', 'damaged')]
     done = _complete_runs(Path(todo[0]['point'].config['results_table'])) if todo else {}
     jobs, later, training = [], [], set()
     for r in todo:
@@ -332,7 +336,7 @@ def point_state(point: SweepPoint, states: dict | None = None) -> dict:
     "Where a point stands: complete, diverged, queued, running, failed, resumable or new, with its job and error."
     rec = read_record(point.run_dir/'record.json', move_corrupt=False) if (point.run_dir/'record.json').exists() else None
     if rec is not None:
-        return {'state': 'diverged' if rec['status'] == 'diverged' else 'complete', 'test_error': rec['final'].get('test_error')}
+        return {'state': _finished(rec), 'test_error': rec['final'].get('test_error')}
     claim = read_claim(point.run_dir)
     if claim_is_live(claim, states if claim and claim.get('slurm_job') and states is not None else None):
         state = (states or {}).get(str(claim.get('slurm_job')), 'RUNNING' if not claim.get('slurm_job') else '')
@@ -399,7 +403,8 @@ def check_smoke(run_dir) -> str | None:
     rec = read_record(Path(run_dir)/'record.json', move_corrupt=False)
     if rec is None: return 'no record was written'
     loss = rec['final'].get('train_loss')
-    if rec['status'] != 'complete' or loss is None or not math.isfinite(loss): return f"the training loss is not finite ({loss})"
+    if rec['status'] not in ('complete', 'collapsed') or loss is None or not math.isfinite(loss):   # two steps: may be at chance
+        return f"the training loss is not finite ({loss})"
     ckpt = load_checkpoint(Path(run_dir)/'checkpoint.pt')
     if ckpt is None: return 'no readable checkpoint.pt'
     c = rec['config']

@@ -26,6 +26,7 @@ from .metrics import Metrics
 from .checkpoints import _rng_state, _set_rng_state, git_commit, load_checkpoint, read_record, save_checkpoint
 from .checkpoints import versions, weights_digest, write_json
 from .results_table import append_result, result_row
+from .collapse import collapse_reason, predicted_share
 from .core import atomic_path, check_writable, numerics_info, pin_numerics, seed_everything
 from .schedules import LRFactor
 from .distributed import distributed_context, global_batch
@@ -36,10 +37,10 @@ from .losses import build_objective
 from .models import build_model
 
 # %% auto #0
-__all__ = ['kaiming_init_', 'train_one_epoch', 'evaluate', 'EpochEvents', 'prepare_config', 'check_sync_batchnorm',
-           'set_backends', 'RunPlace', 'run_place', 'previous_record', 'resumable_checkpoint', 'Run', 'start_run',
-           'restore', 'epoch_record', 'save_epoch_checkpoint', 'train_epochs', 'run_record', 'finish_run',
-           'run_training', 'fit']
+__all__ = ['LOSS_TRACE_EVERY', 'kaiming_init_', 'train_one_epoch', 'evaluate', 'EpochEvents', 'prepare_config',
+           'check_sync_batchnorm', 'set_backends', 'RunPlace', 'run_place', 'previous_record', 'resumable_checkpoint',
+           'Run', 'start_run', 'restore', 'epoch_record', 'save_epoch_checkpoint', 'train_epochs', 'run_record',
+           'finish_run', 'run_training', 'fit']
 
 # %% ../nbs/04_train.ipynb #57e8bab7
 from .run_config import CONFIG_KEYS, DIVERGENCE, INITS, OPERATIONAL_KEYS, SCHEDULES, check_pairing  # noqa: F401
@@ -63,14 +64,18 @@ def kaiming_init_(model: nn.Module) -> nn.Module:
     return model
 
 # %% ../nbs/04_train.ipynb #a68b6089
+LOSS_TRACE_EVERY = 50   # training steps per entry of an epoch's `train_loss_trace`
+
 def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, scheduler=None, scaler=None,
                     amp: str = 'none', channels_last: bool = False, max_steps: int | None = None,
                     progress: bool = True, desc: str = 'train') -> dict:
-    "Train for one pass over `loader` (or `max_steps` batches); `scheduler.step()` after every batch. Mean loss, error and terms."
+    """Train for one pass over `loader` (or `max_steps` batches); `scheduler.step()` after every batch. Mean loss, error
+    and terms; the largest |logit| seen, and the mean loss of every `LOSS_TRACE_EVERY` steps (one host read each)."""
     model.train()
     if isinstance(objective, nn.Module): objective.train()
     device = torch.device(device)
     sums, steps, terms = torch.zeros(3, dtype=torch.float64, device=device), 0, {}
+    peak, window, trace = torch.zeros((), dtype=torch.float64, device=device), torch.zeros_like(sums[0]), []
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, total=min(len(loader), max_steps or len(loader)))
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -88,14 +93,18 @@ def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, sc
         sums += torch.stack([loss.detach().double() * n, (output.logits.detach().argmax(1) != y).sum().double(),
                              torch.tensor(float(n), dtype=torch.float64, device=device)])
         for k, v in getattr(objective, 'last_terms', {}).items(): terms[k] = terms.get(k, 0) + v.double() * n
+        peak = torch.maximum(peak, output.logits.detach().abs().max().double())
+        window += loss.detach().double()
         steps += 1
+        if steps % LOSS_TRACE_EVERY == 0:
+            trace.append(window.item() / LOSS_TRACE_EVERY); window.zero_()
         if progress and steps % 20 == 0: bar.set_postfix(loss=f'{sums[0].item() / sums[2].item():.3f}')
         if max_steps is not None and steps >= max_steps: break
     loss_sum, wrong, seen = sums.tolist()
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"the training loss is {loss_sum} in '{desc}'; lower lr (or turn off amp) and run again")
     return {'loss': loss_sum / seen, 'top1_error': wrong / seen, 'steps': steps, 'seen': int(seen),
-            'terms': {k: v.item() / seen for k, v in terms.items()}}
+            'terms': {k: v.item() / seen for k, v in terms.items()}, 'max_abs_logit': peak.item(), 'loss_trace': trace}
 
 # %% ../nbs/04_train.ipynb #92a9b932
 @torch.no_grad()
@@ -292,6 +301,9 @@ def epoch_record(epoch: int, steps_per_epoch: int, tr: dict, te: dict, lr: float
            **({f'train_{k}': v for k, v in tr['terms'].items()} if len(tr['terms']) > 1 else {}),
            **{f'test_{k}': v for k, v in te.items() if k not in ('confusion', 'n')}, 'seconds': seconds}
     rec['test_error'] = rec.pop('test_top1_error')
+    if 'max_abs_logit' in tr:      # what the collapse rule reads (see collapse): logit growth, one class taking over
+        rec['train_max_abs_logit'] = tr['max_abs_logit']; rec['train_loss_trace'] = tr['loss_trace']
+    if 'confusion' in te: rec['test_max_class_share'] = predicted_share(te['confusion'])
     return rec
 
 def _epoch_line(rec: dict, epochs: int) -> str:
@@ -347,11 +359,13 @@ def train_epochs(run: Run) -> tuple[dict | None, dict | None]:
     return te if te is not None else _evaluate(run), None   # resumed after the last epoch: evaluate once more
 
 # %% ../nbs/04_train.ipynb #69154c96
-def run_record(run: Run, final: dict, diverged: dict | None) -> dict:
+def run_record(run: Run, final: dict, diverged: dict | None, confusion=None) -> dict:
     "The JSON record of a finished run (see above): config, history, final metrics, times, device, numerics, versions."
     c, numerics = run.config, numerics_info(run.device)
-    return {'run_id': run_id(c), 'name': c.name or run.place.out.name, 'status': 'diverged' if diverged else 'complete',
-            'diverged': diverged, 'config': dataclasses.asdict(c),
+    collapse = None if diverged else collapse_reason(run.history, confusion, run.data.num_classes)
+    return {'run_id': run_id(c), 'name': c.name or run.place.out.name,
+            'status': 'diverged' if diverged else 'collapsed' if collapse else 'complete',
+            'diverged': diverged, 'collapse': collapse, 'config': dataclasses.asdict(c),
             'seed': c.seed, 'epochs': run.epochs, 'iterations': run.total_steps, 'steps_per_epoch': run.steps_per_epoch,
             'train_size': run.data.train_size, 'test_size': len(run.data.test_labels),
             'num_classes': run.data.num_classes, 'ordinal': run.ordinal, 'history': run.history, 'final': final,
@@ -376,10 +390,11 @@ def finish_run(run: Run, te: dict | None, diverged: dict | None) -> dict | None:
         if c.save_model:
             with atomic_path(out/'model.pt') as tmp: torch.save(run.model.state_dict(), tmp)
         final = {k: v for k, v in run.history[-1].items() if k not in ('epoch', 'iteration', 'lr', 'seconds')}
-    record = run_record(run, final, diverged)
+    record = run_record(run, final, diverged, None if te is None else te.get('confusion'))
     write_json(run.place.record, record)
     append_result(run.place.table, result_row(record, run.place.record))
     if not c.keep_checkpoint: run.place.checkpoint.unlink(missing_ok=True)
+    if record['collapse']: _log(f"{out}: collapsed ({record['collapse']}); recorded as collapsed", run.rank)
     if not diverged:
         _log(f"test error {100 * final['test_error']:.2f} % (top-1) after {run.epochs} epoch(s), {run.total_steps} "
              f"steps, {record['wall_seconds']:.1f} s | record: {run.place.record}", run.rank)
