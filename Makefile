@@ -1,6 +1,6 @@
 # ratio_losses: the two commands of the README, and the steps they stand on.
-#   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (28 min on 2 cores)
-#   make reproduce SCALE=full   the full-data scale (all of Fashion-MNIST, 5 seeds; hours): resumes the records of results/
+#   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (343 trainings)
+#   make reproduce SCALE=full   the full-data scale (all of Fashion-MNIST, 6 seeds; hours): resumes the records of results/
 #   make test        notebooks clean and in sync with the package, the notebooks' tests, pytest
 # Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
 # and reuse it on the next run.
@@ -31,8 +31,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help setup venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest reproduce quick bench bench-gpu clean-venv
 
 help:
-	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (28 min on 2 cores)"
-	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 5 seeds; hours on 2 cores): resumes results/"
+	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (343 trainings)"
+	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 6 seeds; hours on 2 cores): resumes results/"
 	@echo "make figures     the papers' figures and tables, and figures/REPORT.md, from the committed records of results/"
 	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
 	@echo "make resume-full the missing full-scale points, trained from the commit the committed records name"

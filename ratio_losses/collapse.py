@@ -46,7 +46,7 @@ def collapse_reason(history: list[dict], confusion=None, num_classes: int | None
         if abs(loss) > RUNAWAY_LOSS or logit > RUNAWAY_LOGIT:
             return f"the training loss ran off in epoch {h['epoch']} (mean loss {loss:.3g}, largest |logit| {logit:.3g})"
     if len(history) >= 2:
-        before, now = history[-2]['train_loss'], last['train_loss']
+        before, now = history[-2].get('train_loss', math.nan), last.get('train_loss', math.nan)
         if now < RUNAWAY_FLOOR and now < 2 * before:
             return f"a loss without a floor runs off: mean training loss {before:.3g} -> {now:.3g} in the last epoch"
     return None

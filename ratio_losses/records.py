@@ -16,11 +16,14 @@ import numpy as np
 import torch
 
 from .analysis import CONFIGS, Run, _get, load_sweep, loss_key, majority_commit
+from .study import scale_commits
+from .collapse import classify_record
 from .sweep import expand_sweep, load_preset
 from .artifacts import load_artifacts
 
 # %% auto #0
-__all__ = ['METRICS', 'ScaleRecords', 'load_scale', 'busy_seconds', 'toy_records', 'matches', 'feature_compactness', 'values']
+__all__ = ['METRICS', 'ScaleRecords', 'load_scale', 'busy_seconds', 'toy_records', 'matches', 'feature_compactness', 'knn_error',
+           'values']
 
 # %% ../nbs/08a_records.ipynb #c1391cb5
 @dataclass
@@ -31,6 +34,8 @@ class ScaleRecords:
     commit: str | None = None
     flagged: list[tuple[str, str]] = field(default_factory=list)     # (record path, why it is not used)
     missing: dict[str, dict[str, list[int]]] = field(default_factory=dict)   # preset -> setting -> seeds without a record
+    collapsed: dict[str, list[tuple[Run, str]]] = field(default_factory=dict)  # preset -> (run, why): not data
+    commits: dict[str, int] = field(default_factory=dict)             # commit -> records used from it
 
     def __len__(self): return sum(len(v) for v in self.runs.values())
 
@@ -39,8 +44,10 @@ def _presets_with(scale: str, configs=CONFIGS) -> list[dict]:
 
 def load_scale(results_root, scale: str, configs=CONFIGS) -> ScaleRecords:
     """Every committed record of `scale` under `results_root`, each checked against its preset point by
-    `analysis.load_sweep` (status, settings, scale tag); a record no point names, or from another commit than most of
-    the scale's records, is flagged too. Flagged records are left out; points without a usable record are `missing`."""
+    `analysis.load_sweep` (status, settings, scale tag); a record no point names, or from a commit the scale's COMMITS
+    file does not list (without one: another commit than most of the scale's records), is flagged too. Flagged records
+    are left out; points without a usable record are `missing`. A run that collapsed or diverged (`collapse.classify_record`
+    on its history and confusion matrix) goes to `collapsed`, never into `runs`: it is not data."""
     out, root = ScaleRecords(scale), Path(results_root)
     found, named = {}, set()
     with warnings.catch_warnings():          # presets' own warnings (GCE with k = C - 1) were shown when they ran
@@ -52,18 +59,28 @@ def load_scale(results_root, scale: str, configs=CONFIGS) -> ScaleRecords:
             named |= {(p.run_dir/'record.json').resolve() for p in expand_sweep(preset, scale, root)}
     for path in sorted((root/scale).glob('*/*/record.json')) if (root/scale).is_dir() else []:
         if path.resolve() not in named: out.flagged.append((str(path), 'no point of its preset at this scale names it'))
-    out.commit = majority_commit([r for runs in found.values() for r in runs])
+    listed = scale_commits(root, scale)
+    allowed = listed or [majority_commit([r for runs in found.values() for r in runs])]
     for name, runs in found.items():
         for r in runs:
-            if r.record.get('git_commit') == out.commit: out.runs.setdefault(name, []).append(r); continue
-            out.flagged.append((str(r.run_dir/'record.json'), f"from commit {r.record.get('git_commit')}, not the scale's {out.commit}"))
-            out.missing.setdefault(name, {}).setdefault(r.setting, []).append(r.seed)
+            commit = r.record.get('git_commit')
+            if commit not in allowed:
+                out.flagged.append((str(r.run_dir/'record.json'), f"from commit {commit}, not " + (
+                    f"one its scale lists in {scale}/COMMITS" if listed else f"the scale's {allowed[0]}")))
+                out.missing.setdefault(name, {}).setdefault(r.setting, []).append(r.seed); continue
+            out.commits[commit] = out.commits.get(commit, 0) + 1
+            status, why = classify_record(r.record)            # load_sweep has applied the rule to its artefacts
+            if status in ('collapsed', 'diverged'): out.collapsed.setdefault(name, []).append((r, f"{status}: {why}"))
+            else: out.runs.setdefault(name, []).append(r)
+    out.commit = max(sorted(out.commits), key=out.commits.get) if out.commits else allowed[0]
     return out
 
 def busy_seconds(records: ScaleRecords) -> float:
-    "Wall time the scale's runs occupied the machine: the length of the union of their [start, finish] intervals."
+    """Wall time the scale's runs (those that collapsed too) occupied the machine: the length of the union of their
+    [start, finish] intervals."""
     spans = []
-    for r in (x for v in records.runs.values() for x in v):
+    runs = [x for v in records.runs.values() for x in v] + [x for v in records.collapsed.values() for x, _ in v]
+    for r in runs:
         end = _timestamp(r.record.get('finished_at'))
         if end is not None and r.record.get('wall_seconds'): spans.append((end - r.record['wall_seconds'], end))
     spans.sort()
@@ -78,19 +95,21 @@ def _timestamp(s) -> float | None:
     except (TypeError, ValueError): return None
 
 # %% ../nbs/08a_records.ipynb #e2b96987
-def toy_records(tmp, error=lambda loss, seed: {'ce': 0.20, 'crl': 0.10}[loss] + 0.01 * seed + (0.004 * seed ** 2 if loss == 'crl' else 0)):
-    """A tiny preset (`tmp/configs/toy.yaml`: CE and CRL, 4 seeds) and records of its points under `tmp/results/cpu/`,
+def toy_records(tmp, error=lambda loss, seed: {'ce': 0.20, 'crl': 0.10}[loss] + 0.01 * seed + (0.004 * seed ** 2 if loss == 'crl' else 0),
+                seeds: int = 4):
+    """A tiny preset (`tmp/configs/toy.yaml`: CE and CRL, `seeds` seeds) and records of its points under `tmp/results/cpu/`,
     written as the sweep writes them, with test errors from `error(loss, seed)`: a fixture for the report's tests."""
     tmp = Path(tmp); (tmp/'configs').mkdir(parents=True)
     (tmp/'configs'/'toy.yaml').write_text(
         "name: toy\npaper: crl\nscales:\n  cpu:\n    fixed: {dataset: digits, epochs: 2, batch_size: 64}\n"
-        "    grid: {objective: [{ce: {}}, {crl: {alpha: 1.5, beta: 1}}]}\n    seeds: [0, 1, 2, 3]\n")
+        "    grid: {objective: [{ce: {}}, {crl: {alpha: 1.5, beta: 1}}]}\n" f"    seeds: {list(range(seeds))}\n")
     for p in expand_sweep(load_preset(tmp/'configs'/'toy.yaml'), 'cpu', tmp/'results'):
         loss = next(iter(p.config['objective'])); e = error(loss, p.config['seed'])
         rec = {'run_id': p.run_id, 'status': 'complete', 'config': p.config, 'git_commit': 'abc123', 'wall_seconds': 10.0,
                'finished_at': f"2026-12-01T10:00:{10 * p.config['seed'] + (5 if loss == 'crl' else 0):02d}+00:00",
                'final': {'test_error': e, 'train_error': e / 2},
-               'history': [{'epoch': 1, 'test_error': e + 0.05}, {'epoch': 2, 'test_error': e}]}
+               'history': [{'epoch': 1, 'test_error': e + 0.05, 'train_error': e / 2 + 0.05},
+                           {'epoch': 2, 'test_error': e, 'train_error': e / 2}]}
         p.run_dir.mkdir(parents=True); (p.run_dir/'record.json').write_text(json.dumps(rec))
     return tmp
 
@@ -123,9 +142,22 @@ def feature_compactness(features: np.ndarray, labels: np.ndarray) -> float:
     inter = np.linalg.norm(means[:, None] - means[None], axis=2)[iu].mean()
     return float(intra / inter)
 
+def knn_error(run: Run, k: int = 5) -> float:
+    """Test error (%) of a k-nearest-neighbour classifier on the saved penultimate features: fitted on the saved
+    training images' features, scored on the saved test images' (a measure of separability that no loss optimises)."""
+    from sklearn.neighbors import KNeighborsClassifier
+    a = load_artifacts(run.run_dir)
+    knn = KNeighborsClassifier(n_neighbors=k).fit(a['train_features'].astype(np.float64), a['train_feature_labels'])
+    return float(100 * (knn.predict(a['features'].astype(np.float64)) != a['feature_labels']).mean())
+
 METRICS = {   # name: (what it is, unit, function of a run)
     'error': ('test error', '%', lambda r: 100 * r.final['test_error']),
     'error@1': ('test error after the first epoch', '%', lambda r: 100 * r.history[0]['test_error']),
+    'train_error@1': ('training error in the first epoch', '%', lambda r: 100 * r.history[0]['train_error']),
+    'train_auc': ('mean training error over the epochs (the area under the training-error curve, per epoch)', '%',
+                  lambda r: 100 * float(np.mean([h['train_error'] for h in r.history]))),
+    'ece': ('test ECE (15 bins)', '%', lambda r: 100 * r.final['test_ece']),
+    'knn_error': ('5-NN test error on the saved penultimate features', '%', knn_error),
     'p_true': ('mean softmax probability of the true class (saved test images)', '', lambda r: _entropy_and_p_true(r)[1]),
     'entropy': ('mean entropy of the softmax (saved test images)', 'nats', lambda r: _entropy_and_p_true(r)[0]),
     'compactness': ('intra/inter feature-distance ratio (saved test images)', '',

@@ -13,12 +13,13 @@ import numpy as np
 
 from .analysis import CONFIGS
 from .claims import CLAIMS, PAPERS
-from .records import ScaleRecords, busy_seconds, load_scale, values
-from .statistics import ALPHA, Test, holm, mean_sd, paired_test
+from .records import ScaleRecords, busy_seconds, load_scale, matches, values
+from .statistics import ALPHA, Test, holm, mean_sd, paired_test, paper_effect_excluded, translated_effect
 
 # %% auto #0
-__all__ = ['VERDICTS', 'HEADLINE', 'OFF_SCALE', 'README_START', 'README_END', 'ClaimResult', 'outcome', 'assess',
-           'report_markdown', 'write_report', 'headline_table', 'headline_figure', 'headline_section', 'update_readme']
+__all__ = ['VERDICTS', 'GAIN_CLAIMS', 'HEADLINE', 'OFF_SCALE', 'README_START', 'README_END', 'ClaimResult', 'deciding', 'outcome',
+           'assess', 'accuracy_sentence', 'report_markdown', 'write_report', 'headline_table', 'headline_figure',
+           'headline_section', 'update_readme']
 
 # %% ../nbs/08d_report.ipynb #be444cbf
 VERDICTS = ('supported', 'contradicted', 'no detectable difference', 'not testable here')
@@ -33,64 +34,93 @@ class ClaimResult:
     detail: str = ''
     untested: dict = field(default_factory=dict)   # scale -> tests that lacked two paired seeds
 
-def outcome(t: Test, alpha: float = ALPHA) -> str:
-    "'supports' / 'contradicts' (Holm-adjusted p < alpha, the effect's sign as claimed / opposite) or 'undecided'."
-    if math.isnan(t.p_holm) or t.p_holm >= alpha or t.diff == 0: return 'undecided'
-    return 'supports' if np.sign(t.diff) == t.expect else 'contradicts'
-
-def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[ClaimResult]:
-    """The verdict rule, applied to every claim:
-    1. math claims: the autograd check decides;
-    2. each statistical claim is tested at every scale that has its runs; p-values are Holm-adjusted over all tests of
-       one paper at one scale;
-    3. the verdict comes from the full scale where the claim has full-scale tests (two or more paired seeds), else from
-       the cpu scale, marked 'cpu scale only';
-    4. contradicted if any of its tests is significant against the claimed direction; supported if all are significant
-       in it; otherwise no detectable difference, with the smallest difference the seeds could detect (the largest over
-       its undecided tests); not testable here when no scale has the runs, or the claim's precondition fails."""
-    results = []
-    for c in claims:
-        built = {scale: c[scale](records_by_scale[scale]) for scale in ('full', 'cpu') if c.get(scale) and scale in records_by_scale}
-        r = ClaimResult(c, {s: [t for t in ts if t.n >= 2] for s, ts in built.items() if any(t.n >= 2 for t in ts)})
-        r.untested = {s: [t for t in ts if t.n < 2] for s, ts in built.items() if s not in r.tests}
-        results.append(r)
-    for paper in PAPERS:
-        for scale in ('full', 'cpu'):
-            family = [t for r in results if r.claim['paper'] == paper for t in r.tests.get(scale, [])]
-            for t, p in zip(family, holm([t.p for t in family])): t.p_holm = p
-    for r in results:
-        c = r.claim
-        if c.get('math'):
-            check = c['math'](); r.verdict, r.detail, r.scale = check.verdict, check.evidence, 'math'; continue
-        reason = c['untestable'](records_by_scale) if c.get('untestable') else None
-        if reason: r.verdict, r.detail = 'not testable here', reason; continue
-        r.scale = 'full' if 'full' in r.tests else 'cpu' if 'cpu' in r.tests else None
-        if r.scale is None:
-            r.verdict = 'not testable here'
-            seen = [f"{scale}: {t.summary}" for scale, ts in r.untested.items() for t in ts]
-            r.detail = ('fewer than two paired seeds with a value: ' + '; '.join(seen)) if seen else \
-                       'no committed runs of its presets at either scale'
-            continue
-        outs = [outcome(t) for t in r.tests[r.scale]]
-        if 'contradicts' in outs: r.verdict = 'contradicted'
-        elif all(o == 'supports' for o in outs): r.verdict = 'supported'
-        else:
-            r.verdict = 'no detectable difference'
-            mdd = max((t.mdd for t, o in zip(r.tests[r.scale], outs) if o == 'undecided' and not math.isnan(t.mdd)), default=math.nan)
-            r.detail = (f"{outs.count('supports')} of {len(outs)} comparisons significant as claimed; " if len(outs) > 1 else '') + \
-                       (f"smallest detectable difference {mdd:.2f}" if not math.isnan(mdd) else 'no spread to size a detectable difference')
-        if r.scale == 'cpu':
-            seeds = max(t.n for t in r.tests['cpu'])
-            r.detail = (f'cpu scale only ({seeds} seeds: underpowered)' + ('; ' + r.detail if r.detail else ''))
-    return results
-
-# %% ../nbs/08d_report.ipynb #8b530772
 def _p(p: float) -> str:
     if math.isnan(p): return '–'
     return '< 0.001' if p < 0.001 else f'= {p:.3f}'
 
 def _num(v: float) -> str: return '–' if math.isnan(v) else f'{v:+.3f}' if abs(v) < 0.1 else f'{v:+.2f}'
 
+def deciding(tests: list[Test]) -> list[Test]:
+    "The tests that can decide a verdict: meant to, with two or more paired seeds and no collapsed arm."
+    return [t for t in tests if t.decides and t.n >= 2 and not t.collapsed]
+
+def outcome(t: Test, alpha: float = ALPHA) -> str:
+    """'supports' / 'contradicts' (the effect's sign as claimed / opposite) where the Holm-adjusted t p < alpha and the
+    exact (sign-flip or Page) p < alpha too; otherwise 'undecided'."""
+    if math.isnan(t.p_holm) or t.p_holm >= alpha or t.diff == 0: return 'undecided'
+    if math.isnan(t.p_exact) or t.p_exact >= alpha: return 'undecided'
+    return 'supports' if np.sign(t.diff) == t.expect else 'contradicts'
+
+def _equivalence(tests: list[Test]) -> str:
+    "'paper-sized effect excluded' or 'not excluded', per test that has a paper effect."
+    out = []
+    for t in tests:
+        ex = paper_effect_excluded(t)
+        if ex is not None: out.append(f"{t.what.split(',')[0]}: the paper's effect here ({_num(t.paper)}) "
+                                      f"{'excluded' if ex else 'not excluded'} by the 95 % CI")
+    return '; '.join(out)
+
+def _undecided_detail(tests: list[Test], outs: list[str]) -> str:
+    undecided = [t for t, o in zip(tests, outs) if o == 'undecided']
+    mdd = max((t.mdd for t in undecided if not math.isnan(t.mdd)), default=math.nan)
+    parts = [f"{outs.count('supports')} of {len(outs)} comparisons significant as claimed"] if len(outs) > 1 else []
+    parts.append(f"smallest detectable difference {mdd:.2f}" if not math.isnan(mdd) else 'no spread to size a detectable difference')
+    n = min(t.n for t in undecided)
+    if 2 / 2 ** n >= ALPHA: parts.append(f"with {n} seeds no exact test can reach p < {ALPHA:g}")
+    return '; '.join(parts)
+
+def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[ClaimResult]:
+    """The verdict rule, applied to every claim:
+    1. math claims: the autograd check decides;
+    2. each statistical claim is tested at every scale that has its runs; a test whose arm has a collapsed or
+       diverged run decides nothing (it is shown, with the count), nor does a measure shown beside the claim;
+    3. the verdict comes from the full scale where the claim has a deciding full-scale test (two or more paired
+       seeds), else from the cpu scale, marked 'cpu scale only';
+    4. p-values are Holm-adjusted over the deciding tests of the verdicts of one paper at one scale;
+    5. a test is significant when its Holm-adjusted t p < 0.05 and its exact p (sign-flip, or Page's exact) < 0.05;
+    6. contradicted if any deciding test is significant against the claimed direction; supported if all are
+       significant in it; otherwise no detectable difference, with the smallest difference the seeds could detect;
+       not testable here when no scale has deciding tests (an arm collapsed, too few seeds, no runs) or the claim's
+       precondition fails. Every test with a paper effect says whether its 95 % CI excludes it."""
+    results = []
+    for c in claims:
+        built = {scale: c[scale](records_by_scale[scale]) for scale in ('full', 'cpu') if c.get(scale) and scale in records_by_scale}
+        shown = lambda ts: [t for t in ts if t.n >= 2 or t.collapsed]
+        r = ClaimResult(c, {s: shown(ts) for s, ts in built.items() if shown(ts)})
+        r.untested = {s: [t for t in ts if t.n < 2] for s, ts in built.items() if not deciding(ts)}
+        r.scale = 'math' if c.get('math') else 'full' if deciding(r.tests.get('full', [])) else \
+                  'cpu' if deciding(r.tests.get('cpu', [])) else None
+        results.append(r)
+    for paper in PAPERS:
+        for scale in ('full', 'cpu'):
+            family = [t for r in results if r.claim['paper'] == paper and r.scale == scale for t in deciding(r.tests[scale])]
+            for t, p in zip(family, holm([t.p for t in family])): t.p_holm = p
+    for r in results:
+        c = r.claim
+        if c.get('math'):
+            check = c['math'](); r.verdict, r.detail = check.verdict, check.evidence; continue
+        reason = c['untestable'](records_by_scale) if c.get('untestable') else None
+        if reason: r.verdict, r.detail, r.scale = 'not testable here', reason, None; continue
+        if r.scale is None:
+            lost = [f"{s}: {t.what.split(',')[0]} ({t.collapsed})" for s, ts in r.tests.items() for t in ts if t.collapsed]
+            seen = [f"{scale}: {t.summary}" for scale, ts in r.untested.items() for t in ts]
+            r.verdict = 'not testable here'
+            r.detail = ('an arm collapsed: ' + '; '.join(lost)) if lost else \
+                       ('fewer than two paired seeds with a value: ' + '; '.join(seen)) if seen else \
+                       'no committed runs of its presets at either scale'
+            continue
+        tests = deciding(r.tests[r.scale])
+        outs = [outcome(t) for t in tests]
+        if 'contradicts' in outs: r.verdict = 'contradicted'
+        elif all(o == 'supports' for o in outs): r.verdict = 'supported'
+        else: r.verdict, r.detail = 'no detectable difference', _undecided_detail(tests, outs)
+        if r.scale == 'cpu':
+            r.detail = f"cpu scale only ({max(t.n for t in tests)} seeds)" + ('; ' + r.detail if r.detail else '')
+        eq = _equivalence(tests)
+        if eq: r.detail += ('; ' if r.detail else '') + eq
+    return results
+
+# %% ../nbs/08d_report.ipynb #8b530772
 def _tests_cell(tests: list[Test], records: ScaleRecords | None) -> str:
     if not tests: return '–'
     lines = []
@@ -99,11 +129,19 @@ def _tests_cell(tests: list[Test], records: ScaleRecords | None) -> str:
         lines.append(f"{t.summary}" + (f" ⚠ {gap} of the preset's runs missing" if gap else ''))
     return '<br>'.join(lines)
 
+def _effect(t: Test) -> str:
+    s = f"{t.what}: {_num(t.diff)} [{_num(t.lo)}, {_num(t.hi)}]"
+    ex = paper_effect_excluded(t)
+    if ex is not None: s += f"; paper's effect here {_num(t.paper)}: {'excluded' if ex else 'not excluded'}"
+    if t.collapsed: s += f" (not data: {t.collapsed}; decides nothing)"
+    elif not t.decides: s += ' (shown beside the claim; decides nothing)'
+    return s
+
 def _effects_cell(tests: list[Test]) -> str:
-    return '<br>'.join(f"{t.what}: {_num(t.diff)} [{_num(t.lo)}, {_num(t.hi)}]" for t in tests) or '–'
+    return '<br>'.join(_effect(t) for t in tests) or '–'
 
 def _p_cell(tests: list[Test]) -> str:
-    return '<br>'.join(f"{t.test}: p {_p(t.p)}, Holm p {_p(t.p_holm)}" for t in tests) or '–'
+    return '<br>'.join(f"{t.test}: p {_p(t.p)}, exact p {_p(t.p_exact)}, Holm p {_p(t.p_holm)}" for t in tests) or '–'
 
 def _scale_line(recs: ScaleRecords) -> str:
     runs = [r for v in recs.runs.values() for r in v]
@@ -118,9 +156,13 @@ def _scale_line(recs: ScaleRecords) -> str:
     length = sorted({f"{r.config['epochs']} epochs" if r.config.get('epochs') else f"{r.config.get('iterations')} iterations"
                      for r in runs})
     per_setting = sorted({len(v) for v in _seed_counts(recs).values()})
-    return (f"- **{recs.scale} scale**: {len(runs)} records of {len(recs.runs)} presets, all from commit "
-            f"`{(recs.commit or 'unknown')[:12]}`; {gap} points without a usable record, {len(recs.flagged)} records flagged "
-            f"(listed below). Kernels: cpu_isa {', '.join(map(str, isas))} (ATen {', '.join(sorted(map(str, num)))}), "
+    lost = sum(len(v) for v in recs.collapsed.values())
+    commits = ', '.join(f"`{c[:12]}` ({n})" for c, n in sorted(recs.commits.items(), key=lambda kv: -kv[1])) or \
+              f"`{(recs.commit or 'unknown')[:12]}`"
+    return (f"- **{recs.scale} scale**: {len(runs)} usable records of {len(recs.runs)} presets and {lost} runs that "
+            f"collapsed or diverged (not data), from commit(s) {commits}; {gap} points without a usable record, "
+            f"{len(recs.flagged)} records flagged (listed below). "
+            f"Kernels: cpu_isa {', '.join(map(str, isas))} (ATen {', '.join(sorted(map(str, num)))}), "
             f"threads {', '.join(map(str, threads))}, torch {', '.join(map(str, torch_v))}, on {'; '.join(map(str, cpus))}. "
             f"Machine time the runs took: {busy_seconds(recs) / 3600:.2f} h (union of the runs' wall-clock intervals). "
             f"Data: {sizes('train_size')} training and {sizes('test_size')} test images; {', '.join(length)}; "
@@ -133,13 +175,27 @@ def _seed_counts(recs: ScaleRecords) -> dict:
         for r in rs: out.setdefault((name, r.setting), set()).add(r.seed)
     return out
 
+GAIN_CLAIMS = ('C3', 'C5', 'C9', 'C10', 'C14', 'C18', 'C19')   # a paper's method lowers the test error of a baseline
+
+def accuracy_sentence(results: list[ClaimResult]) -> str:
+    "One sentence on what the verdicts show about accuracy gains, computed from them."
+    gain = [r for r in results if r.claim['id'] in GAIN_CLAIMS]
+    by = {v: [r.claim['id'] for r in gain if r.verdict == v] for v in VERDICTS}
+    other = [r.claim['id'] for r in results if r.verdict == 'supported' and r.claim['id'] not in GAIN_CLAIMS]
+    said = '; '.join(f"{v}: {', '.join(ids)}" for v, ids in by.items() if ids)
+    return (f"**What the verdicts show about accuracy.** Of the {len(gain)} claims that a paper's method lowers the test "
+            f"error of its baseline ({', '.join(GAIN_CLAIMS)}), {len(by['supported'])} "
+            f"{'is' if len(by['supported']) == 1 else 'are'} supported at these scales ({said})"
+            + (f"; the other supported verdicts ({', '.join(other)}) are about the math or the outputs, not accuracy."
+               if other else '.'))
+
 def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[ClaimResult]) -> str:
     "REPORT.md: where the numbers come from, the rule, the verdict counts, one row per claim, and what was left out."
     counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
     out = ['# The four papers, claim by claim', '',
            '> Written by `nbs/analysis/report.ipynb` from the committed records of `results/` (never by hand; '
            '`make figures` rewrites it). Every number below is computed from those records, or by the autograd checks '
-           'the notebook runs.', '']
+           'the notebook runs.', '', accuracy_sentence(results), '']
     if 'full' in records_by_scale:
         out += ['## The full scale at a glance', '', headline_table(records_by_scale['full']), '']
     out += ['## Where the numbers come from', '']
@@ -147,26 +203,45 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
     out += ['', 'Both scales train on Fashion-MNIST. Neither is convergence in the papers\' sense (they train 100–300 '
             'epochs, on other datasets and backbones): a verdict here says what holds at these scales, no more.', '',
             '## The rule', '',
-            '- Every comparison is paired by seed (same seed, same data order and initialisation where the architecture '
-            'allows): the difference of the means with its 95 % confidence interval (t), a two-sided paired t-test '
-            '(`scipy.stats.ttest_rel`), and the smallest difference the seeds could have detected (α = 0.05, power 0.8, '
-            'noncentral t on the observed spread of the paired differences).',
-            '- Claims without a paired baseline: *best-of-grid* (C2, C11, C12, C21) tests the claimed best setting against '
-            'the observed best, or, where it is the observed best, against the best setting outside the claim; *trends* '
-            '(C15, C16, C20) use Page\'s trend test over the ordered levels (`scipy.stats.page_trend_test`, two-sided), '
-            'the effect being last level − first; *feature compactness* (C13) is the mean distance of test features to '
-            'their class mean over the mean distance between class means; *convergence* (C4, C22) is the test error after '
-            'the first epoch; C6 uses the mean softmax probability of the true class and the mean entropy on the saved '
-            'test images; C17 needs a run whose training error reaches ≈ 0 (≤ 1 %).',
-            '- p-values are Holm-adjusted over all tests of one paper at one scale.',
-            '- A test is significant when its Holm-adjusted p < 0.05. A claim is **supported** when all its tests are '
-            'significant in the claimed direction, **contradicted** when any is significant against it, **no detectable '
-            'difference** otherwise (with the largest smallest-detectable difference among its undecided tests), and '
-            '**not testable here** when no scale has its runs or its precondition fails.',
-            '- The verdict comes from the full scale where the claim has full-scale runs, else from the cpu scale, marked '
-            '"cpu scale only" with its number of seeds (few: underpowered). The math claims (C7, C8, C23) are settled by autograd checks.',
-            '- A record is used only if its settings (run id), scale tag and status match its preset point and it comes '
-            'from the commit most of its scale\'s records come from; the others are listed below, never pooled.', '',
+            '- **What is data.** A record is used only if its settings (run id), scale tag and status match its preset '
+            'point and it comes from a commit its scale lists in `results/SCALE/COMMITS` (each later commit there '
+            'reproduces the earlier one\'s records bit for bit). A run that collapsed or diverged is never data: the rule '
+            'of `ratio_losses.collapse` (one class takes ≥ 50 % of the test predictions; test error within 1.5× of chance; '
+            'a mean training loss or largest |logit| past 10³; a loss below −10 still doubling in its last epoch) is '
+            'applied to every stored history and confusion matrix, the run is listed under "Runs that are not data", and a '
+            'comparison with such a run in either arm is shown ("collapsed n/N") but decides nothing.',
+            '- **Comparisons.** Every comparison is paired by seed (same seed, same data order and initialisation where '
+            'the architecture allows): the mean difference with its 95 % t interval, a two-sided paired t-test '
+            '(`scipy.stats.ttest_rel`), an exact paired permutation (sign-flip) test of the same pairs, and the smallest '
+            'difference the seeds could have detected (α = 0.05, power 0.8, noncentral t). Trends (C15, C16, C20) use '
+            'Page\'s test (`scipy.stats.page_trend_test`, two-sided) with its exact distribution beside the asymptotic one. '
+            'The intervals are over seeds and conditional on the one test set (no bootstrap over test images).',
+            '- **Best of a grid** (C2, C11, C12, C21): the setting the claim names against every other setting of the '
+            'grid, each a paired test with the claimed setting as the control (many-to-one, as Dunnett\'s): the claimed '
+            'setting is fixed by the paper, never picked as the observed best, so nothing is selected on the test set.',
+            '- **Measures.** Test error; *convergence* (C4, C22) from the training curve: the training error of the first '
+            'epoch decides, the mean training error over the run is shown beside it; C6: the mean softmax probability of '
+            'the true class and the softmax entropy on the saved test images, with the test ECE beside them; C13: the '
+            'intra/inter feature-distance ratio and the 5-NN test error on the saved penultimate features; C17 needs a run '
+            'whose training error reaches ≈ 0 (≤ 1 %).',
+            '- **Significance.** p-values are Holm-adjusted over the tests that decide the verdicts of one paper at one '
+            'scale (measures shown beside a claim and tests of the scale a verdict does not come from are in no family). '
+            'A test is significant when its Holm-adjusted t p < 0.05 **and** its exact p < 0.05: with 5 seeds or fewer '
+            'no sign-flip test can reach that, so no verdict rests on the t-distribution alone.',
+            '- **Verdicts.** **supported** when every deciding test is significant in the claimed direction, '
+            '**contradicted** when any is significant against it, **no detectable difference** otherwise (with the '
+            'smallest detectable difference), **not testable here** when no scale has a deciding test (an arm collapsed, '
+            'too few seeds, no runs) or the claim\'s precondition fails. The verdict comes from the full scale where the '
+            'claim has a deciding full-scale test, else from the cpu scale ("cpu scale only"). The math claims (C7, C8, '
+            'C23) are settled by autograd checks.',
+            '- **The paper\'s effect.** Where the paper gives both numbers, its effect is carried to this scale as a '
+            'relative change of the baseline\'s error (the paper\'s (a − b)/b times b\'s mean error here), and every such '
+            'comparison says whether its 95 % CI excludes that effect: a "no detectable difference" with the paper-sized '
+            'effect excluded says the effect is not there at this scale; one with it not excluded says the seeds cannot tell.',
+            '- **How the recipe was chosen.** One recipe per scale serves every loss (the papers\' own hyperparameters for '
+            'each loss): the full-scale recipe was accepted once, on plain CE\'s test accuracy (≥ 91.5 %), before any '
+            'other loss ran, and was not tuned per loss. No validation split exists yet, so nothing here is chosen from '
+            'these records: every compared setting is one the paper names.', '',
             '## Verdicts', '', ' · '.join(f"{v}: **{n}**" for v, n in counts.items()), '',
             '| claim | paper\'s number | cpu scale (mean ± sd) | full scale (mean ± sd) | difference [95 % CI] | test | verdict |',
             '|---|---|---|---|---|---|---|']
@@ -181,6 +256,9 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
                      _effects_cell(v), _p_cell(v), f"**{r.verdict}**" + (f" ({r.detail})" if r.detail else '')]
         row = [f"**{c['id']}** {PAPERS[c['paper']].split(' (')[0]}: {c['claim']} ({c['where']})", c['paper_number'], *cells]
         out.append('| ' + ' | '.join(s.replace('|', '/') for s in row) + ' |')
+    out += ['', '## Runs that are not data', '']
+    lost = [(sc, p, r, why) for sc, recs in records_by_scale.items() for p, rs in recs.collapsed.items() for r, why in rs]
+    out += [f"- {sc}: {p}, {r.setting}, seed {r.seed}: {why}" for sc, p, r, why in lost] or ['None.']
     out += ['', '## Records left out', '']
     any_left = False
     for s, recs in records_by_scale.items():
@@ -190,7 +268,7 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
             for label, seeds in settings.items():
                 out.append(f"- {s}: {preset}, {label or 'the preset point'}: no usable record for seed(s) "
                            f"{', '.join(map(str, sorted(seeds)))}"); any_left = True
-    if not any_left: out.append('None: every point of every preset has its record, all from one commit per scale.')
+    if not any_left: out.append("None: every point of every preset has its record, from the commits its scale lists.")
     return '\n'.join(out) + '\n'
 
 def _relative(path: str, root: Path) -> str:
@@ -209,46 +287,69 @@ def write_report(results_root='results', out='figures/REPORT.md', scales=('cpu',
     return out, results
 
 # %% ../nbs/08d_report.ipynb #55399a0f
-HEADLINE = [   # the full scale's settings, each against the baseline of its paper's table: (title, preset, baseline, rows)
+HEADLINE = [   # the full scale's settings, each against the baseline of its table: (title, preset, baseline, rows);
+               # a row: (name, selector, the paper's (row, baseline) test errors in % or None)
     ('CRL Tables III/IV', 'crl_table4', ('CE', {'loss': 'ce'}),
-     [('NLLR', {'loss': 'nllr'}), ('CRL (α = 1.5, β = 1)', {'loss': 'crl'}), ('CCE', {'loss': 'cce'}),
-      ('focal (γ = 2)', {'loss': 'focal'})]),
+     [('NLLR as printed (eq. 9–10)', {'loss': 'nllr'}, (8.55, 6.63)),
+      ("NLLR, the authors' code (clamped, + 1e-7)", {'loss': 'nllr@released'}, (8.55, 6.63)),
+      ('CRL (α = 1.5, β = 1)', {'loss': 'crl'}, (5.99, 6.63)), ('CCE', {'loss': 'cce'}, None),
+      ('focal (γ = 2)', {'loss': 'focal'}, None)]),
     ('CC-Loss Tables 1/4', 'cc_table1', ('CE', {'loss': 'ce', 'head': 'linear'}),
-     [('CC-Loss + SE head (λ = 1)', {'loss': 'ce+cc'}), ('ICAL (λ = 10)', {'loss': 'ce+ical'})]),
-    ('CC-Loss Table 4', 'cc_table4', ('CE', {'loss': 'ce', 'head': 'linear'}), [('CE + SE head', {'loss': 'ce', 'head': 'se_attention'})]),
+     [('CC-Loss + SE head (λ = 1)', {'loss': 'ce+cc'}, (1.48, 2.48)), ('ICAL (λ = 10)', {'loss': 'ce+ical'}, None)]),
+    ('CC-Loss Table 4', 'cc_table4', ('CE', {'loss': 'ce', 'head': 'linear'}),
+     [('CE + SE head', {'loss': 'ce', 'head': 'se_attention'}, (2.33, 2.48))]),
     ('MSL Tables 2/3 (exits after blocks I, II, III)', 'msl_table2', ('CE at every exit', {'loss': 'ce'}),
-     [('MSL (ξ = 0.5) at every exit', {'loss': 'ce+msl'})]),
+     [('MSL (ξ = 0.5) at every exit', {'loss': 'ce+msl'}, (30.53, 31.85))]),
     ('Fine-grained Table 4 (CAM head)', 'fg_table4', ('CE', {'loss': 'ce'}),
-     [('+ DB', {'loss': 'db+ce'}), ('+ DB + GCE (k = 3)', {'loss': 'db+gce'})]),
+     [('+ DB', {'loss': 'db+ce'}, (13.7, 14.5)), ('+ DB + GCE (k = 3)', {'loss': 'db+gce'}, (12.3, 14.5))]),
 ]
 
+def _lost(records: ScaleRecords, preset: str, selector: dict) -> list[str]:
+    "The reasons of the runs of `preset` matching `selector` that collapsed or diverged."
+    return [why for r, why in records.collapsed.get(preset, []) if matches(r, selector)]
+
 def headline_table(records: ScaleRecords) -> str:
-    """The full scale at a glance: each setting's test error (mean ± sd over seeds) and its paired difference to the
-    baseline of its table, with the 95 % CI and the unadjusted paired t p-value (the claims table Holm-adjusts)."""
-    rows = ['| table | setting | test error (%) | seeds | − baseline [95 % CI] | p |', '|---|---|---|---|---|---|']
+    """The full scale at a glance: each setting's test error and test ECE (mean ± sd over seeds) and its paired
+    difference to the baseline of its table, with the 95 % CI, the unadjusted paired t and sign-flip p-values (the
+    claims table Holm-adjusts), and the paper's effect carried to this scale, excluded by the CI or not. A setting whose
+    runs collapsed shows how many, and no test."""
+    rows = ["| table | setting | test error (%) | test ECE (%) | seeds | − baseline [95 % CI] | p (t) | p (sign-flip) | "
+            "paper's effect here |", '|---|---|---|---|---|---|---|---|---|']
     for title, preset, (base_name, base), settings in HEADLINE:
         vb = values(records, preset, base)
-        rows.append(f"| {title} | {base_name} (baseline) | {mean_sd(vb)} | {sum(not math.isnan(v) for v in vb.values())} | | |")
-        for name, sel in settings:
-            va = values(records, preset, sel)
+        rows.append(f"| {title} | {base_name} (baseline) | {mean_sd(vb)} | {mean_sd(values(records, preset, base, 'ece'))} | "
+                    f"{sum(not math.isnan(v) for v in vb.values())} | | | | |")
+        for name, sel, paper in settings:
+            va, lost = values(records, preset, sel), _lost(records, preset, sel)
+            if lost:
+                why = sorted({w.split(': ', 1)[-1].split(' (')[0].split(' in epoch')[0] for w in lost})
+                rows.append(f"| | {name} | collapsed {len(lost)}/{len(lost) + len(va)} ({'; '.join(why)}) | | "
+                            f"{len(va)} | not data | | | |")
+                continue
             t = paired_test(va, vb, name, -1)
+            if paper is not None and vb: t.paper = translated_effect(paper[0], paper[1], float(np.nanmean(list(vb.values()))))
+            ex = paper_effect_excluded(t)
+            effect = '–' if ex is None else f"{_num(t.paper)} ({'excluded' if ex else 'not excluded'})"
             # no run, and none of the preset's points missing: the setting is not in this scale's grid (cut, or never in it)
             shown = 'not in this scale' if not va and not records.missing.get(preset) else mean_sd(va)
-            rows.append(f"| | {name} | {shown} | {sum(not math.isnan(v) for v in va.values())} | "
-                        f"{_num(t.diff)} [{_num(t.lo)}, {_num(t.hi)}] | {_p(t.p).lstrip('= ')} |")
+            rows.append(f"| | {name} | {shown} | {mean_sd(values(records, preset, sel, 'ece')) if va else ''} | "
+                        f"{sum(not math.isnan(v) for v in va.values())} | {_num(t.diff)} [{_num(t.lo)}, {_num(t.hi)}] | "
+                        f"{_p(t.p).lstrip('= ')} | {_p(t.p_exact).lstrip('= ')} | {effect} |")
     ce = [v for v in values(records, 'crl_table4', {'loss': 'ce'}).values() if not math.isnan(v)]
     if ce: rows += ['', f"Plain CE reaches {100 - np.mean(ce):.2f} % mean test accuracy over its {len(ce)} seeds "
                         f"(the full scale asks for at least 91.5 %)."]
     runs = [r for v in records.runs.values() for r in v]
     trained = [r for r in runs if not r.record.get('reused_from')]        # a run two presets share is trained once
     busy = busy_seconds(records)
+    commits = ', '.join(f'`{c[:7]}`' for c in sorted(records.commits, key=lambda c: -records.commits[c])) or '`unknown`'
     if runs: rows += ['', f"{len(runs)} records ({len(trained)} runs trained, {len(runs) - len(trained)} copies of a run two "
-                          f"presets share) from commit `{(records.commit or 'unknown')[:7]}`, {busy / 3600:.2f} h "
+                          f"presets share) from commit(s) {commits}, {busy / 3600:.2f} h "
                           f"of machine time ({sorted({r.record.get('device_name') for r in runs}, key=str)[0]}, "
                           f"{runs[0].config.get('threads')} thread per run, "
                           f"{sum(r.record['wall_seconds'] for r in trained) / max(busy, 1e-9):.1f} "
                           f"runs at a time on average); missing or left out: "
-                          f"{sum(len(s) for p in records.missing.values() for s in p.values())}."]
+                          f"{sum(len(s) for p in records.missing.values() for s in p.values())}; collapsed or diverged "
+                          f"(not data): {sum(len(v) for v in records.collapsed.values())}."]
     return '\n'.join(rows)
 
 # %% ../nbs/08d_report.ipynb #42763912
@@ -262,14 +363,16 @@ def headline_figure(records: ScaleRecords):
     rows = []
     for title, preset, (base_name, base), settings in HEADLINE:
         vb = values(records, preset, base)
-        for name, sel in settings:
+        for name, sel, _ in settings:
             t = paired_test(values(records, preset, sel), vb, name, -1)
-            rows.append((f"{name}  [{title.split(' (')[0]}]", t, sel.get('loss', 'ce')))
+            lost = len(_lost(records, preset, sel))
+            label = f"{name}  [{title.split(' (')[0]}]" + (f"  (collapsed {lost}/{lost + t.n}: not data)" if lost else '')
+            rows.append((label, t, sel.get('loss', 'ce')))
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.2))
     near = [abs(v) for _, t, _ in rows for v in (t.lo, t.hi, t.diff) if not math.isnan(v) and abs(t.diff) <= OFF_SCALE]
     limit = 1.15 * max(near, default=1.0)
     for i, (label, t, key) in enumerate(rows[::-1]):
-        if math.isnan(t.diff): continue
+        if math.isnan(t.diff) or 'collapsed' in label: continue
         if abs(t.diff) > OFF_SCALE:          # a collapsed run (NLLR at 90 % error) would squash every other row
             x = math.copysign(limit, t.diff)
             ax.plot(x, i, '>' if t.diff > 0 else '<', color=loss_color(key))

@@ -13,7 +13,8 @@ from scipy import stats
 from scipy.optimize import brentq
 
 # %% auto #0
-__all__ = ['ALPHA', 'POWER', 'detectable_difference', 'Test', 'mean_sd', 'paired_test', 'trend_test', 'holm']
+__all__ = ['ALPHA', 'POWER', 'detectable_difference', 'Test', 'sign_flip_p', 'mean_sd', 'paired_test', 'trend_test',
+           'paper_effect_excluded', 'translated_effect', 'holm']
 
 # %% ../nbs/08b_statistics.ipynb #9fa3146e
 ALPHA, POWER = 0.05, 0.8
@@ -46,6 +47,20 @@ class Test:
     summary: str = ''         # the two groups' means ± sd
     p_holm: float = math.nan
     preset: str = ''
+    p_exact: float = math.nan # an exact test of the same pairs: sign-flip (paired), or Page's exact distribution (trend)
+    paper: float = math.nan   # the paper's effect translated to this scale (same unit as diff), where the paper gives one
+    decides: bool = True      # False: reported beside the claim, but neither in its verdict nor in a Holm family
+    collapsed: str = ''       # which arm had runs that collapsed or diverged (then the test decides nothing)
+
+def sign_flip_p(d) -> float:
+    """The exact two-sided p of a paired permutation (sign-flip) test of mean(d) = 0: the share of the 2^n sign
+    patterns whose |sum| is at least the observed one (n ≤ 20). With n pairs it is never below 2/2^n: 0.0625 for 5
+    seeds, 0.031 for 6, 0.002 for 10."""
+    d = np.asarray(d, dtype=np.float64); n = d.size
+    if n == 0 or n > 20: return math.nan
+    signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)          # every sign pattern, (2^n, n)
+    sums, observed = np.abs(signs @ d), abs(d.sum())
+    return float(np.mean(sums >= observed - 1e-12 * max(1.0, np.abs(d).sum())))
 
 def mean_sd(v: dict) -> str:
     "mean ± sd of the finite values; runs without a final value (diverged) are counted, never averaged."
@@ -63,13 +78,14 @@ def paired_test(a: dict, b: dict, what: str, expect: int, names=('a', 'b')) -> T
     d = np.array([a[s] - b[s] for s in seeds], dtype=float)
     summary = f"{names[0]} {mean_sd(a)} vs {names[1]} {mean_sd(b)} ({n} paired seeds)"
     if n < 2: return Test(what, f'paired t ({n} seeds)', n, float(d.mean()) if n else math.nan, math.nan, math.nan,
-                          math.nan, expect, summary=summary)
+                          math.nan, expect, summary=summary, p_exact=sign_flip_p(d))
     m, sd = float(d.mean()), float(d.std(ddof=1))
     if sd == 0: p, lo, hi = (1.0 if m == 0 else 0.0), m, m
     else:
         p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
         half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n); lo, hi = m - half, m + half
-    return Test(what, f'paired t ({n} seeds)', n, m, lo, hi, p, expect, detectable_difference(sd, n), summary)
+    return Test(what, f'paired t ({n} seeds)', n, m, lo, hi, p, expect, detectable_difference(sd, n), summary,
+                p_exact=sign_flip_p(d))
 
 def trend_test(columns: list[dict], labels: list[str], what: str, expect: int) -> Test:
     """Page's trend test (scipy.stats.page_trend_test) of per-seed values across ordered `columns`: `expect` = -1 claims
@@ -83,9 +99,20 @@ def trend_test(columns: list[dict], labels: list[str], what: str, expect: int) -
                     summary=summary)
     up = stats.page_trend_test(data, method='exact' if len(seeds) * len(columns) <= 24 else 'auto').pvalue
     down = stats.page_trend_test(data[:, ::-1], method='exact' if len(seeds) * len(columns) <= 24 else 'auto').pvalue
+    exact = 2 * min(stats.page_trend_test(data, method='exact').pvalue, stats.page_trend_test(data[:, ::-1], method='exact').pvalue)
     ends = paired_test({s: c for s, c in zip(seeds, data[:, -1])}, {s: c for s, c in zip(seeds, data[:, 0])}, what, expect)
     return Test(what, f"Page's trend, {len(columns)} levels ({len(seeds)} seeds)", len(seeds), ends.diff, ends.lo, ends.hi,
-                float(min(1.0, 2 * min(up, down))), expect, ends.mdd, summary)
+                float(min(1.0, 2 * min(up, down))), expect, ends.mdd, summary, p_exact=float(min(1.0, exact)))
+
+def paper_effect_excluded(t: Test) -> bool | None:
+    "Whether the 95 % CI of `t` excludes the paper's effect translated to this scale (None: no paper effect, or no CI)."
+    if math.isnan(t.paper) or math.isnan(t.lo): return None
+    return not (t.lo <= t.paper <= t.hi)
+
+def translated_effect(paper_a: float, paper_b: float, baseline_here: float) -> float:
+    """The paper's difference a − b carried to this scale as a relative change of the baseline: (a − b)/b times the
+    baseline's mean here (an error that falls by 10 % in the paper falls by 10 % here)."""
+    return (paper_a - paper_b) / paper_b * baseline_here
 
 def holm(ps: list[float]) -> list[float]:
     "Holm's step-down adjustment of p-values (NaN stay NaN)."

@@ -20,14 +20,15 @@ import ratio_losses
 from .losses import objective_terms
 from .sweep import expand_sweep, load_preset
 from .artifacts import load_artifacts
+from .collapse import classify_record
 from .run_config import run_id
 from .train import run_training
 
 # %% auto #0
 __all__ = ['CONFIGS', 'GREEK', 'LOSS_COLORS', 'METRICS', 'SMOKE', 'Run', 'Runs', 'record_problem', 'majority_commit',
-           'load_sweep', 'one_run_per', 'by_setting', 'loss_key', 'loss_label', 'loss_color', 'seed_stats', 'paired_p',
-           'one_sample_p', 'metric_value', 'results_table', 'markdown_table', 'write_table', 'save_figure',
-           'smoke_preset', 'smoke_runs', 'Study', 'open_study']
+           'scale_commits', 'load_sweep', 'one_run_per', 'by_setting', 'loss_key', 'loss_label', 'loss_color',
+           'seed_stats', 'paired_p', 'one_sample_p', 'metric_value', 'results_table', 'markdown_table', 'write_table',
+           'save_figure', 'smoke_preset', 'smoke_runs', 'Study', 'open_study']
 
 # %% ../nbs/06a_study.ipynb #62625d69
 CONFIGS = Path(ratio_losses.__file__).resolve().parent.parent/'configs'   # the presets of the papers' tables
@@ -48,7 +49,8 @@ class Run:
     @property
     def history(self) -> list[dict]: return self.record['history']
     @property
-    def diverged(self) -> bool: return self.record.get('status') == 'diverged'   # a NaN/inf loss ended it
+    def diverged(self) -> bool:   # not data: a NaN/inf loss ended it, or it collapsed (see collapse; marked by load_sweep)
+        return self.record.get('status') in ('diverged', 'collapsed')
     def artifacts(self) -> dict: return load_artifacts(self.run_dir)
 
 def _label(varying: dict) -> str:
@@ -77,10 +79,27 @@ def majority_commit(runs: list[Run]) -> str | None:
     commits = [r.record.get('git_commit') for r in runs]
     return max(sorted(set(commits), key=str), key=commits.count) if commits else None
 
+def scale_commits(runs_root, scale: str) -> list[str] | None:
+    """The commits a scale's records may come from, as `RUNS_ROOT/SCALE/COMMITS` lists them (a full commit hash first
+    on each line; '#' starts a comment), or None where the scale has no such file (then: its majority commit)."""
+    path = Path(runs_root)/scale/'COMMITS'
+    if not path.is_file(): return None
+    return [line.split('#')[0].split()[0] for line in path.read_text().splitlines() if line.split('#')[0].strip()]
+
+def _classified(rec: dict, run_dir: Path) -> dict:
+    """The record as the collapse rule reads it: a finished run that collapsed gets status 'collapsed' and its reason,
+    in memory only (the file is never edited)."""
+    if rec.get('status') != 'complete': return rec
+    try: confusion = load_artifacts(run_dir)['confusion']
+    except (FileNotFoundError, KeyError, OSError, ValueError): confusion = None
+    status, why = classify_record(rec, confusion)
+    return rec if status == 'complete' else {**rec, 'status': status, 'collapse': why}
+
 def load_sweep(preset, scale: str = 'cpu', runs_root='runs', *, require: bool = True, commit: str | None = None) -> Runs:
     """The usable runs of `preset` (path, name in configs/ or dict) at `scale` under `runs_root`, in the preset's order.
     A record whose status, settings or scale tag does not match its point, or that names another commit than `commit`
-    (default: the commit most of them name; 'any': no check), is left out and listed in `flagged`, never pooled."""
+    (default: one the scale's COMMITS file lists, else the commit most of them name; 'any': no check), is left out
+    and listed in `flagged`, never pooled."""
     if isinstance(preset, str) and not preset.endswith(('.yaml', '.yml')) and '\n' not in preset: preset = CONFIGS/f'{preset}.yaml'
     preset = load_preset(preset)
     runs, missing, flagged = [], [], []
@@ -92,13 +111,16 @@ def load_sweep(preset, scale: str = 'cpu', runs_root='runs', *, require: bool = 
         else: why = record_problem(rec, p, scale) if rec is not None else None
         if why: flagged.append((str(path), why))
         if rec is None or why: missing.append((label, p.config['seed'])); continue
-        runs.append(Run(preset['name'], label, varying, p.config['seed'], rec, p.run_dir))
+        runs.append(Run(preset['name'], label, varying, p.config['seed'], _classified(rec, p.run_dir), p.run_dir))
     out = Runs(runs); out.missing, out.flagged = missing, flagged
-    out.commit = majority_commit(runs) if commit is None else commit
+    listed = scale_commits(runs_root, scale) if commit is None else None
+    out.commit = commit if commit is not None else listed[0] if listed else majority_commit(runs)
     if commit != 'any':
-        for r in [r for r in out if r.record.get('git_commit') != out.commit]:
+        allowed = listed or [out.commit]
+        for r in [r for r in out if r.record.get('git_commit') not in allowed]:
             out.remove(r); out.missing.append((r.setting, r.seed))
-            out.flagged.append((str(r.run_dir/'record.json'), f"from commit {r.record.get('git_commit')}, not {out.commit}"))
+            out.flagged.append((str(r.run_dir/'record.json'), f"from commit {r.record.get('git_commit')}, not "
+                                f"{'one of the ' + str(len(allowed)) + ' its scale lists in COMMITS' if listed else out.commit}"))
     if require and not out:
         raise FileNotFoundError(f"no complete run of preset {preset['name']!r} at scale {scale!r} under {runs_root}; "
                                 f"run `ratio-losses sweep configs/{preset['name']}.yaml --scale {scale}` first")
@@ -123,14 +145,16 @@ GREEK = {'alpha': 'α', 'beta': 'β', 'lam': 'λ', 'gamma': 'γ', 'xi': 'ξ'}
 LOSS_COLORS = {'ce': '#1f77b4', 'nllr': '#ff7f0e', 'crl': '#2ca02c', 'cce': '#9467bd', 'gce': '#d62728',
                'ce+cc': '#8c564b', 'ce+msl': '#e377c2', 'db+ce': '#bcbd22', 'db+gce': '#17becf', 'focal': '#393b79',
                'lsoftmax': '#637939', 'asoftmax': '#8c6d31', 'ce+mc': '#843c39', 'lgm': '#7b4173',
-               'db+ce+center': '#525252', 'db+maxent': '#e6550d', 'ce+ical': '#31a354'}
+               'db+ce+center': '#525252', 'db+maxent': '#e6550d', 'ce+ical': '#31a354', 'nllr@released': '#ffbb78',
+               'crl@released': '#98df8a'}
 _NAMES = {'ce': 'CE', 'nllr': 'NLLR', 'crl': 'CRL', 'cce': 'CCE', 'gce': 'GCE', 'cc': 'CC', 'msl': 'MSL', 'focal': 'Focal',
           'lsoftmax': 'L-Softmax', 'asoftmax': 'A-Softmax', 'center': 'Center', 'maxent': 'MaxEnt', 'lgm': 'LGM', 'mc': 'MC',
           'ical': 'ICAL'}
 
 def loss_key(config: dict) -> str:
-    "The colour key of a run config: 'crl', 'ce+cc', 'ce+msl', 'db+gce', ..."
-    key = '+'.join(objective_terms(config.get('objective')))
+    "The colour key of a run config: 'crl', 'ce+cc', 'ce+msl', 'db+gce', 'nllr@released' (the authors' code's form), ..."
+    terms = objective_terms(config.get('objective'))
+    key = '+'.join(terms) + ('@released' if any((hp or {}).get('form') == 'released' for hp in terms.values()) else '')
     if config.get('head') == 'cam' and (config.get('head_options') or {}).get('diversify', True): key = 'db+' + key
     return key
 
@@ -232,12 +256,13 @@ def markdown_table(rows: list[dict], title: str = '', note: str = '') -> str:
               '|---|---|---|---|---|---|---|---|']
     for r in rows:
         p1 = _fmt(r['p_paired'], 3) if r['baseline'] != r['setting'] else '–'
-        seeds = f"{r['n_seeds']}" + (f" (+{r['diverged']} diverged)" if r['diverged'] else '')
+        seeds = f"{r['n_seeds']}" + (f" (+{r['diverged']} diverged or collapsed)" if r['diverged'] else '')
         lines.append(f"| {r['setting']} | {r['loss']} | {_fmt(r['mean'])} ± {_fmt(r['margin'])} | {_fmt(r['sd'])} | "
                      f"{seeds} | {_fmt(r['paper'])} | {p1} | {_fmt(r['p_one_sample'], 3)} |")
     if any(r['diverged'] for r in rows):
-        lines += ['', 'A diverged run (its loss became NaN or infinite) has no final metrics; the statistics are over the '
-                      'seeds that finished, and the tests pair only those.']
+        lines += ['', 'A run that diverged (its loss became NaN or infinite) or collapsed (one class, chance-level error or '
+                      'a loss running off; `ratio_losses.collapse`) is not data: the statistics are over the other seeds, '
+                      'and the tests pair only those.']
     if note: lines += ['', note]
     return '\n'.join(lines) + '\n'
 

@@ -103,6 +103,15 @@ def ref_maxent(x, y, gamma):                          # Dubey et al. 2018: CE - 
     return out
 
 
+def ref_released(x, y, alpha=0.0, beta=1.0):
+    "The authors' ratio.py per sample (PRIS-CV/CRL-code @276466a): clamp the softmax, log((a - p_c)^beta / p_c + 1e-7), a = alpha + 1."
+    out = []
+    for r, c in zip(x.tolist(), y.tolist()):
+        pc = min(max(_softmax_row(r)[c], 1e-7), 1 - 1e-7)
+        out.append(math.log((alpha + 1 - pc) ** beta / pc + 1e-7))
+    return out
+
+
 def _data(B, C, dtype, seed=0, scale=3.0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(B, C, generator=g, dtype=torch.float64) * scale).to(dtype), torch.randint(0, C, (B,), generator=g)
@@ -120,6 +129,11 @@ FUNCTIONAL = {
     'crl a=2 b=1.25': (lambda x, y, r: L.competing_ratio_loss(x, y, 2.0, 1.25, r), lambda x, y: ref_crl(x, y, 2.0, 1.25)),
     'crl a=.05 b=.5 (exact path)': (lambda x, y, r: L.competing_ratio_loss(x, y, 0.05, 0.5, r), lambda x, y: ref_crl(x, y, 0.05, 0.5)),
     'crl a=0 b=2 (exact path)': (lambda x, y, r: L.competing_ratio_loss(x, y, 0.0, 2.0, r), lambda x, y: ref_crl(x, y, 0.0, 2.0)),
+    'nllr released': (lambda x, y, r: L.nllr_loss(x, y, r, form='released'), ref_released),
+    'crl a=0 b=.5 released': (lambda x, y, r: L.competing_ratio_loss(x, y, 0.0, 0.5, r, form='released'),
+                              lambda x, y: ref_released(x, y, 0.0, 0.5)),
+    'crl a=1.5 b=1 released': (lambda x, y, r: L.competing_ratio_loss(x, y, 1.5, 1.0, r, form='released'),
+                               lambda x, y: ref_released(x, y, 1.5, 1.0)),
     'cce': (lambda x, y, r: L.categorical_cross_entropy(x, y, r), ref_cce),
     'gce k=1': (lambda x, y, r: L.gradient_boosting_cross_entropy(x, y, 1, r), lambda x, y: ref_gce(x, y, 1)),
     'gce k=15': (lambda x, y, r: L.gradient_boosting_cross_entropy(x, y, 15, r), lambda x, y: ref_gce(x, y, 15)),
