@@ -65,8 +65,9 @@ def _undecided_detail(tests: list[Test], outs: list[str]) -> str:
     mdd = max((t.mdd for t in undecided if not math.isnan(t.mdd)), default=math.nan)
     parts = [f"{outs.count('supports')} of {len(outs)} comparisons significant as claimed"] if len(outs) > 1 else []
     parts.append(f"smallest detectable difference {mdd:.2f}" if not math.isnan(mdd) else 'no spread to size a detectable difference')
-    n = min(t.n for t in undecided)
-    if 2 / 2 ** n >= ALPHA: parts.append(f"with {n} seeds no exact test can reach p < {ALPHA:g}")
+    paired = [t.n for t in undecided if t.test.startswith('paired t')]
+    if paired and 2 / 2 ** min(paired) >= ALPHA:                      # the sign-flip floor (Page's is lower)
+        parts.append(f"with {min(paired)} seeds no sign-flip test can reach p < {ALPHA:g}")
     return '; '.join(parts)
 
 def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[ClaimResult]:
