@@ -303,7 +303,7 @@ def epoch_record(epoch: int, steps_per_epoch: int, tr: dict, te: dict, lr: float
     rec['test_error'] = rec.pop('test_top1_error')
     if 'max_abs_logit' in tr:      # what the collapse rule reads (see collapse): logit growth, one class taking over
         rec['train_max_abs_logit'] = tr['max_abs_logit']; rec['train_loss_trace'] = tr['loss_trace']
-    if 'confusion' in te: rec['test_max_class_share'] = predicted_share(te['confusion'])
+    if te.get('confusion') is not None: rec['test_max_class_share'] = predicted_share(te['confusion'])
     return rec
 
 def _epoch_line(rec: dict, epochs: int) -> str:

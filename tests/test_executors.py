@@ -309,7 +309,8 @@ def test_local_workers_keep_their_kernel_and_go_on_after_a_failing_point(tmp_pat
                     progress=False, print_summary=False)
     by = {r['point'].label: r for r in res}
     for label, r in by.items():
-        assert r['status'] == ('failed' if 'crl' in label else 'done'), (label, r)
+        # six steps leave a model near chance: the collapse rule may mark it; either way the point finished
+        assert r['status'] in (('failed',) if 'crl' in label else ('done', 'collapsed')), (label, r)
     failed = by['objective=crl, seed=0']
     assert 'boom in the crl point' in failed['error'] and f"job {failed['job_id']}; logs: " in failed['error']
     assert json.loads((failed['point'].run_dir/'failure.json').read_text())['job_id'] == failed['job_id']
