@@ -176,7 +176,7 @@ def _seed_counts(recs: ScaleRecords) -> dict:
         for r in rs: out.setdefault((name, r.setting), set()).add(r.seed)
     return out
 
-GAIN_CLAIMS = ('C3', 'C5', 'C9', 'C10', 'C14', 'C18', 'C19')   # a paper's method lowers the test error of a baseline
+GAIN_CLAIMS = ('C3', 'C9', 'C10', 'C14', 'C18', 'C19')   # a paper's method lowers the test error of its own baseline
 
 def accuracy_sentence(results: list[ClaimResult]) -> str:
     "One sentence on what the verdicts show about accuracy gains, computed from them."
@@ -187,8 +187,8 @@ def accuracy_sentence(results: list[ClaimResult]) -> str:
     return (f"**What the verdicts show about accuracy.** Of the {len(gain)} claims that a paper's method lowers the test "
             f"error of its baseline ({', '.join(GAIN_CLAIMS)}), {len(by['supported'])} "
             f"{'is' if len(by['supported']) == 1 else 'are'} supported at these scales ({said})"
-            + (f"; the other supported verdicts ({', '.join(other)}) are about the math or the outputs, not accuracy."
-               if other else '.'))
+            + (f"; the other supported verdicts ({', '.join(other)}) are about the math, the outputs, convergence, a "
+               "setting or other losses, not a gain over the baseline." if other else '.'))
 
 def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[ClaimResult]) -> str:
     "REPORT.md: where the numbers come from, the rule, the verdict counts, one row per claim, and what was left out."
@@ -254,7 +254,8 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
             v = r.tests.get(r.scale, []) if r.scale else []
             cells = [_tests_cell(r.tests.get('cpu', []), records_by_scale.get('cpu')),
                      _tests_cell(r.tests.get('full', []), records_by_scale.get('full')),
-                     _effects_cell(v), _p_cell(v), f"**{r.verdict}**" + (f" ({r.detail})" if r.detail else '')]
+                     _effects_cell(v), _p_cell(v), f"**{r.verdict}**" + (f" ({r.detail})" if r.detail else '') +
+                     (f"<br>Note: {c['note']}" if c.get('note') else '')]
         row = [f"**{c['id']}** {PAPERS[c['paper']].split(' (')[0]}: {c['claim']} ({c['where']})", c['paper_number'], *cells]
         out.append('| ' + ' | '.join(s.replace('|', '/') for s in row) + ' |')
     out += ['', '## Runs that are not data', '']
