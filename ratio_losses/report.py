@@ -56,7 +56,7 @@ def _equivalence(tests: list[Test]) -> str:
     out = []
     for t in tests:
         ex = paper_effect_excluded(t)
-        if ex is not None: out.append(f"{t.what.split(',')[0]}: the paper's effect here ({_num(t.paper)}) "
+        if ex is not None: out.append(f"{t.what.rsplit(', ', 1)[0]}: the paper's effect here ({_num(t.paper)}) "
                                       f"{'excluded' if ex else 'not excluded'} by the 95 % CI")
     return '; '.join(out)
 
