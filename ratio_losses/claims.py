@@ -13,8 +13,8 @@ import torch
 
 from .analysis import _get, loss_key
 from .losses import competing_ratio_loss, cross_entropy, crl_printed_gradient, gradient_boosting_cross_entropy, nllr_loss
-from .records import METRICS, ScaleRecords, matches, values
-from .statistics import Test, paired_test, translated_effect, trend_test
+from .records import METRICS, ScaleRecords, collapsed_runs, matches, values
+from .statistics import Test, paired_test, paper_effect, trend_test
 
 # %% auto #0
 __all__ = ['CE_LIN', 'CE_SE', 'CLAIMS', 'PAPERS', 'pair', 'best_of_grid', 'trend', 'difference_trend', 'both', 'MathCheck',
@@ -23,7 +23,7 @@ __all__ = ['CE_LIN', 'CE_SE', 'CLAIMS', 'PAPERS', 'pair', 'best_of_grid', 'trend
 # %% ../nbs/08c_claims.ipynb #16c456e5
 def _collapsed_in(records: ScaleRecords, preset: str, selector: dict) -> int:
     "How many runs of `preset` matching `selector` collapsed or diverged (see records: never in a test)."
-    return sum(matches(r, selector) for r, _ in records.collapsed.get(preset, []))
+    return len(collapsed_runs(records, preset, selector))
 
 def _arm_note(records: ScaleRecords, preset: str, arms: list[tuple[dict, str]], metric: str) -> str:
     "'NLLR collapsed 6/6' for each arm with runs that are not data; '' where every run is."
@@ -44,8 +44,7 @@ def pair(preset: str, a: dict, b: dict, names: tuple[str, str], metric: str = 'e
         va, vb = values(records, preset, a, metric), values(records, preset, b, metric)
         t = paired_test(va, vb, f"{names[0]} − {names[1]}, {METRICS[metric][0]}{f' ({unit})' if unit else ''}", expect, names)
         t.preset, t.decides = preset, decides
-        base = [v for v in vb.values() if not math.isnan(v)]
-        if paper is not None and base: t.paper = translated_effect(paper[0], paper[1], float(np.mean(base)))
+        if paper is not None: t.paper = paper_effect(*paper, vb)
         t.collapsed = _arm_note(records, preset, [(a, names[0]), (b, names[1])], metric)
         if t.collapsed: t.decides = False
         return [t]
@@ -90,7 +89,7 @@ def best_of_grid(preset: str, claimed: dict, metric: str = 'error', within: dict
                 key, errors = paper
                 a, b = (errors.get(_value(setting_of[k], key)) for k in (inside[0], o))
                 if a is not None and b is not None:
-                    t.paper = translated_effect(a, b, float(np.nanmean(list(groups[o].values()))))
+                    t.paper = paper_effect(a, b, groups[o])
             if lost.get(o): t.collapsed, t.decides = f"{o} collapsed {lost[o]}/{lost[o] + len(groups.get(o, {}))}", False
             tests.append(t)
         return tests

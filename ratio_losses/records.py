@@ -23,7 +23,7 @@ from .artifacts import load_artifacts
 
 # %% auto #0
 __all__ = ['METRICS', 'ScaleRecords', 'load_scale', 'busy_seconds', 'toy_records', 'matches', 'feature_compactness', 'knn_error',
-           'values']
+           'collapsed_runs', 'values']
 
 # %% ../nbs/08a_records.ipynb #c1391cb5
 @dataclass
@@ -163,6 +163,10 @@ METRICS = {   # name: (what it is, unit, function of a run)
     'compactness': ('intra/inter feature-distance ratio (saved test images)', '',
                     lambda r: feature_compactness(*(lambda a: (a['features'], a['feature_labels']))(load_artifacts(r.run_dir)))),
 }
+
+def collapsed_runs(records: ScaleRecords, preset: str, selector: dict) -> list[tuple[Run, str]]:
+    "(run, why) of the runs of `preset` that match `selector` and collapsed or diverged: never in `values`."
+    return [(r, why) for r, why in records.collapsed.get(preset, []) if matches(r, selector)]
 
 def values(records: ScaleRecords, preset: str, selector: dict, metric: str = 'error') -> dict[int, float]:
     "seed -> metric of the runs of `preset` that match `selector` (NaN where the run did not record it)."

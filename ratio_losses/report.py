@@ -13,8 +13,8 @@ import numpy as np
 
 from .analysis import CONFIGS
 from .claims import CLAIMS, PAPERS
-from .records import ScaleRecords, busy_seconds, load_scale, matches, values
-from .statistics import ALPHA, Test, holm, mean_sd, paired_test, paper_effect_excluded, translated_effect
+from .records import ScaleRecords, busy_seconds, collapsed_runs, load_scale, values
+from .statistics import ALPHA, Test, holm, mean_sd, paired_test, paper_effect, paper_effect_excluded
 
 # %% auto #0
 __all__ = ['VERDICTS', 'GAIN_CLAIMS', 'HEADLINE', 'OFF_SCALE', 'README_START', 'README_END', 'ClaimResult', 'deciding', 'outcome',
@@ -41,8 +41,8 @@ def _p(p: float) -> str:
 def _num(v: float) -> str: return '–' if math.isnan(v) else f'{v:+.3f}' if abs(v) < 0.1 else f'{v:+.2f}'
 
 def deciding(tests: list[Test]) -> list[Test]:
-    "The tests that can decide a verdict: meant to, with two or more paired seeds and no collapsed arm."
-    return [t for t in tests if t.decides and t.n >= 2 and not t.collapsed]
+    "The tests that can decide a verdict: meant to (a collapsed arm sets `decides` False), with two or more paired seeds."
+    return [t for t in tests if t.decides and t.n >= 2]
 
 def outcome(t: Test, alpha: float = ALPHA) -> str:
     """'supports' / 'contradicts' (the effect's sign as claimed / opposite) where the Holm-adjusted t p < alpha and the
@@ -306,10 +306,6 @@ HEADLINE = [   # the full scale's settings, each against the baseline of its tab
      [('+ DB', {'loss': 'db+ce'}, (13.7, 14.5)), ('+ DB + GCE (k = 3)', {'loss': 'db+gce'}, (12.3, 14.5))]),
 ]
 
-def _lost(records: ScaleRecords, preset: str, selector: dict) -> list[str]:
-    "The reasons of the runs of `preset` matching `selector` that collapsed or diverged."
-    return [why for r, why in records.collapsed.get(preset, []) if matches(r, selector)]
-
 def headline_table(records: ScaleRecords) -> str:
     """The full scale at a glance: each setting's test error and test ECE (mean ± sd over seeds) and its paired
     difference to the baseline of its table, with the 95 % CI, the unadjusted paired t and sign-flip p-values (the
@@ -322,14 +318,14 @@ def headline_table(records: ScaleRecords) -> str:
         rows.append(f"| {title} | {base_name} (baseline) | {mean_sd(vb)} | {mean_sd(values(records, preset, base, 'ece'))} | "
                     f"{sum(not math.isnan(v) for v in vb.values())} | | | | |")
         for name, sel, paper in settings:
-            va, lost = values(records, preset, sel), _lost(records, preset, sel)
+            va, lost = values(records, preset, sel), [why for _, why in collapsed_runs(records, preset, sel)]
             if lost:
                 why = sorted({w.split(': ', 1)[-1].split(' (')[0].split(' in epoch')[0] for w in lost})
                 rows.append(f"| | {name} | collapsed {len(lost)}/{len(lost) + len(va)} ({'; '.join(why)}) | | "
                             f"{len(va)} | not data | | | |")
                 continue
             t = paired_test(va, vb, name, -1)
-            if paper is not None and vb: t.paper = translated_effect(paper[0], paper[1], float(np.nanmean(list(vb.values()))))
+            if paper is not None: t.paper = paper_effect(*paper, vb)
             ex = paper_effect_excluded(t)
             effect = '–' if ex is None else f"{_num(t.paper)} ({'excluded' if ex else 'not excluded'})"
             # no run, and none of the preset's points missing: the setting is not in this scale's grid (cut, or never in it)
@@ -367,7 +363,7 @@ def headline_figure(records: ScaleRecords):
         vb = values(records, preset, base)
         for name, sel, _ in settings:
             t = paired_test(values(records, preset, sel), vb, name, -1)
-            lost = len(_lost(records, preset, sel))
+            lost = len(collapsed_runs(records, preset, sel))
             label = f"{name}  [{title.split(' (')[0]}]" + (f"  (collapsed {lost}/{lost + t.n}: not data)" if lost else '')
             rows.append((label, t, sel.get('loss', 'ce')))
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.2))

@@ -14,7 +14,7 @@ from scipy.optimize import brentq
 
 # %% auto #0
 __all__ = ['ALPHA', 'POWER', 'detectable_difference', 'Test', 'sign_flip_p', 'mean_sd', 'paired_test', 'trend_test',
-           'paper_effect_excluded', 'translated_effect', 'holm']
+           'paper_effect_excluded', 'translated_effect', 'paper_effect', 'holm']
 
 # %% ../nbs/08b_statistics.ipynb #9fa3146e
 ALPHA, POWER = 0.05, 0.8
@@ -113,6 +113,11 @@ def translated_effect(paper_a: float, paper_b: float, baseline_here: float) -> f
     """The paper's difference a − b carried to this scale as a relative change of the baseline: (a − b)/b times the
     baseline's mean here (an error that falls by 10 % in the paper falls by 10 % here)."""
     return (paper_a - paper_b) / paper_b * baseline_here
+
+def paper_effect(paper_a: float, paper_b: float, baseline: dict) -> float:
+    "`translated_effect` with the baseline's mean over its seeds here (seed -> value; NaN where it has no value)."
+    v = [x for x in baseline.values() if not math.isnan(x)]
+    return translated_effect(paper_a, paper_b, float(np.mean(v))) if v else math.nan
 
 def holm(ps: list[float]) -> list[float]:
     "Holm's step-down adjustment of p-values (NaN stay NaN)."

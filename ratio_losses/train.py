@@ -70,7 +70,7 @@ def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, sc
                     amp: str = 'none', channels_last: bool = False, max_steps: int | None = None,
                     progress: bool = True, desc: str = 'train') -> dict:
     """Train for one pass over `loader` (or `max_steps` batches); `scheduler.step()` after every batch. Mean loss, error
-    and terms; the largest |logit| seen, and the mean loss of every `LOSS_TRACE_EVERY` steps (one host read each)."""
+    and terms; the largest |logit| seen, and the mean loss of every `LOSS_TRACE_EVERY` steps (read at the epoch's end)."""
     model.train()
     if isinstance(objective, nn.Module): objective.train()
     device = torch.device(device)
@@ -96,15 +96,16 @@ def train_one_epoch(model, objective: Callable, optimizer, loader, device, *, sc
         peak = torch.maximum(peak, output.logits.detach().abs().max().double())
         window += loss.detach().double()
         steps += 1
-        if steps % LOSS_TRACE_EVERY == 0:
-            trace.append(window.item() / LOSS_TRACE_EVERY); window.zero_()
+        if steps % LOSS_TRACE_EVERY == 0:                # kept on the device: read once, with the epoch's sums
+            trace.append(window / LOSS_TRACE_EVERY); window = torch.zeros_like(window)
         if progress and steps % 20 == 0: bar.set_postfix(loss=f'{sums[0].item() / sums[2].item():.3f}')
         if max_steps is not None and steps >= max_steps: break
     loss_sum, wrong, seen = sums.tolist()
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"the training loss is {loss_sum} in '{desc}'; lower lr (or turn off amp) and run again")
     return {'loss': loss_sum / seen, 'top1_error': wrong / seen, 'steps': steps, 'seen': int(seen),
-            'terms': {k: v.item() / seen for k, v in terms.items()}, 'max_abs_logit': peak.item(), 'loss_trace': trace}
+            'terms': {k: v.item() / seen for k, v in terms.items()}, 'max_abs_logit': peak.item(),
+            'loss_trace': torch.stack(trace).tolist() if trace else []}
 
 # %% ../nbs/04_train.ipynb #92a9b932
 @torch.no_grad()
