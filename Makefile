@@ -1,5 +1,5 @@
 # ratio_losses: the two commands of the README, and the steps they stand on.
-#   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (343 trainings)
+#   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)
 #   make reproduce SCALE=full   the full-data scale (all of Fashion-MNIST, 6 seeds; hours): resumes the records of results/
 #   make test        notebooks clean and in sync with the package, the notebooks' tests, pytest
 # Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
@@ -31,11 +31,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help setup venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest reproduce quick bench bench-gpu clean-venv
 
 help:
-	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (343 trainings)"
+	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)"
 	@echo "make reproduce SCALE=full   the full scale (all of Fashion-MNIST, 6 seeds; hours on 2 cores): resumes results/"
 	@echo "make figures     the papers' figures and tables, and figures/REPORT.md, from the committed records of results/"
 	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
-	@echo "make resume-full the missing full-scale points, trained from the commit the committed records name"
+	@echo "make resume-full the missing full-scale points, trained from the newest commit results/full/COMMITS lists"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
 	@echo "make smoke       every distinct paper-scale configuration for two steps on fixture data, CPU (~20 min)"
@@ -136,12 +136,14 @@ FIGURES ?= figures
 else
 $(error SCALE=$(SCALE) is unknown: use SCALE=cpu (the default) or SCALE=full)
 endif
-# The full scale's presets, in the order of issue 14's list; `make resume-full` finishes them from the commit the
-# committed records name (a git worktree of it, with its own environment), so a scale never mixes code versions.
-FULL_PRESETS := configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml
+# The full scale's presets, in the order of issue 14's list, then issue 27's regimes; `make resume-full` finishes them
+# from the newest commit results/full/COMMITS lists (each listed commit retrains the earlier ones' points bit for bit):
+# a git worktree of it with its own environment (PYTHONPATH puts the worktree's package before the shared one's).
+FULL_PRESETS := configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml \
+  configs/msl_regimes.yaml configs/fg_regimes.yaml
 resume-full: setup
-	@c=$$($(PY) -c "from ratio_losses.records import load_scale; print(load_scale('results', 'full').commit or '')"); \
-	[ -n "$$c" ] || { echo "no full-scale record in results/full yet: start it with make reproduce SCALE=full"; exit 1; }; \
+	@c=$$($(PY) -c "from ratio_losses.study import scale_commits; print((scale_commits('results', 'full') or [''])[-1])"); \
+	[ -n "$$c" ] || { echo "results/full/COMMITS lists no commit yet: start the full scale with make reproduce SCALE=full"; exit 1; }; \
 	case "$$c" in *+dirty) echo "the full-scale records name $$c: a dirty tree cannot be checked out again"; exit 1;; esac; \
 	wt=.worktrees/full-$${c:0:7}; \
 	[ -d $$wt ] || git worktree add --detach $$wt $$c; \
@@ -151,7 +153,7 @@ resume-full: setup
 	  $$wt/.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e $$wt && \
 	  $$wt/.venv/bin/python -m ipykernel install --sys-prefix --name ratio_losses >/dev/null; fi; \
 	echo "full scale: resuming from $$wt (commit $$c) into results/full"; \
-	cd $$wt && .venv/bin/ratio-losses sweep $(FULL_PRESETS) --scale full --workers $(WORKERS) --runs-root "$(abspath results)" --timeout 3600
+	cd $$wt && PYTHONPATH="$$PWD" .venv/bin/ratio-losses sweep $(FULL_PRESETS) --scale full --workers $(WORKERS) --runs-root "$(abspath results)" --timeout 3600
 
 # Where `make figures` reads the runs: the committed records of results/ unless told otherwise. The report reads both
 # scales of the same folder.

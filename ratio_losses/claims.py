@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,8 +18,9 @@ from .records import METRICS, ScaleRecords, collapsed_runs, matches, values
 from .statistics import Test, paired_test, paper_effect, trend_test
 
 # %% auto #0
-__all__ = ['CE_LIN', 'CE_SE', 'CLAIMS', 'PAPERS', 'pair', 'best_of_grid', 'trend', 'difference_trend', 'both', 'MathCheck',
-           'check_crl_nonnegative', 'check_crl_printed_gradients', 'check_gce_gradients', 'msl_after_zero_error']
+__all__ = ['MSL_PRESETS', 'CE_LIN', 'CE_SE', 'LONG', 'XI_LONG', 'CLAIMS', 'PAPERS', 'pair', 'best_of_grid', 'trend',
+           'difference_trend', 'both', 'Regime', 'MathCheck', 'check_crl_nonnegative', 'check_crl_printed_gradients',
+           'check_gce_gradients', 'msl_after_zero_error']
 
 # %% ../nbs/08c_claims.ipynb #16c456e5
 def _collapsed_in(records: ScaleRecords, preset: str, selector: dict) -> int:
@@ -34,18 +36,20 @@ def _arm_note(records: ScaleRecords, preset: str, arms: list[tuple[dict, str]], 
     return ', '.join(notes)
 
 def pair(preset: str, a: dict, b: dict, names: tuple[str, str], metric: str = 'error', expect: int = -1,
-         paper: tuple[float, float] | None = None, decides: bool = True):
-    """A test builder: the paired t and sign-flip tests of `a` − `b` (selectors) in `preset`; `expect` -1 where the
-    claim says a's metric is lower. `paper`: the paper's (a, b) test errors in %, carried to this scale as a relative
-    change of b's mean here. An arm with a run that collapsed or diverged makes the test decide nothing (it is shown,
-    with the count); `decides=False` marks a measure reported beside the claim."""
-    unit = METRICS[metric][1]
+         paper: tuple[float, float] | None = None, decides: bool = True, b_preset: str | None = None):
+    """A test builder: the paired t and sign-flip tests of `a` − `b` (selectors) in `preset` (b's runs from `b_preset`
+    where given: two presets of one scale and recipe share their seeds' data order); `expect` -1 where the claim says
+    a's metric is lower. `paper`: the paper's (a, b) test errors in %, carried to this scale as a relative change of
+    b's mean here. An arm with a run that collapsed or diverged makes the test decide nothing (it is shown, with the
+    count); `decides=False` marks a measure reported beside the claim."""
+    unit, pb = METRICS[metric][1], b_preset or preset
     def build(records: ScaleRecords) -> list[Test]:
-        va, vb = values(records, preset, a, metric), values(records, preset, b, metric)
+        va, vb = values(records, preset, a, metric), values(records, pb, b, metric)
         t = paired_test(va, vb, f"{names[0]} − {names[1]}, {METRICS[metric][0]}{f' ({unit})' if unit else ''}", expect, names)
         t.preset, t.decides = preset, decides
         if paper is not None: t.paper = paper_effect(*paper, vb)
-        t.collapsed = _arm_note(records, preset, [(a, names[0]), (b, names[1])], metric)
+        t.collapsed = ', '.join(filter(None, [_arm_note(records, preset, [(a, names[0])], metric),
+                                              _arm_note(records, pb, [(b, names[1])], metric)]))
         if t.collapsed: t.decides = False
         return [t]
     return build
@@ -134,6 +138,20 @@ def both(*builders):
     "A test builder that runs several and keeps all their tests."
     return lambda records: [t for b in builders for t in b(records)]
 
+# %% ../nbs/08c_claims.ipynb #42c4f2f2
+@dataclass
+class Regime:
+    """Another setting a claim is tested in: `setting` says what differs from the claim's own rows, `test` is a test
+    builder of `scale`'s records, `runs` the (preset, selector) pairs of the points it trained (its machine time; runs
+    reused from another preset cost nothing)."""
+    setting: str
+    scale: str
+    test: Callable
+    runs: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.scale not in ('cpu', 'full'): raise ValueError(f"scale={self.scale!r}: a regime is tested at 'cpu' or 'full' scale")
+
 # %% ../nbs/08c_claims.ipynb #28a66cdf
 @dataclass
 class MathCheck:
@@ -206,26 +224,34 @@ def check_gce_gradients(k: int = 3) -> MathCheck:
                      f"true-class gradient is smaller in {100 * smaller:.1f} % (both are negative): GCE pushes the true logit less")
 
 # %% ../nbs/08c_claims.ipynb #15057604
-def _lowest_train_error(records_by_scale: dict[str, ScaleRecords], loss: str) -> tuple[float, str] | None:
+def _lowest_train_error(records_by_scale: dict[str, ScaleRecords], loss: str, presets=None) -> tuple[float, str] | None:
     best = None
     for scale, recs in records_by_scale.items():
-        for rs in recs.runs.values():
+        for name, rs in recs.runs.items():
+            if presets is not None and name not in presets: continue
             for r in rs:
                 if loss_key(r.config) == loss and r.final.get('train_error') is not None:
                     v = 100 * r.final['train_error']
                     if best is None or v < best[0]: best = (v, f"{r.sweep} at {scale} scale")
     return best
 
+MSL_PRESETS = ('msl_table2', 'msl_table3')   # the MSL tables' own recipes (4 epochs at full scale, 60 steps at cpu)
+
 def msl_after_zero_error(records_by_scale: dict[str, ScaleRecords]) -> str | None:
-    "C17's precondition: a reason it cannot be tested (no MSL run reached ≈ 0 training error, ≤ 1 %), or None."
-    low = _lowest_train_error(records_by_scale, 'ce+msl')
-    if low is None: return "no MSL run is recorded"
+    """C17's precondition in the MSL tables' own recipes: a reason it cannot be tested there (no MSL run of theirs
+    reaches ≈ 0 training error, ≤ 1 %), or None. The long run of `msl_regimes` is C17's regime."""
+    low = _lowest_train_error(records_by_scale, 'ce+msl', MSL_PRESETS)
+    if low is None: return "no MSL run of the MSL tables' presets is recorded"
     if low[0] > 1.0:
-        return (f"no MSL run reaches ≈ 0 training error: the lowest is {low[0]:.1f} % ({low[1]}); the claim needs a long "
-                f"run that fits its training set (the papers' 300 epochs), beyond this machine")
+        return (f"in the MSL tables' recipes no MSL run reaches ≈ 0 training error: the lowest is {low[0]:.1f} % "
+                f"({low[1]}); the claim needs a run that fits its training set (see its regime)")
     return None
 
 CE_LIN, CE_SE = {'loss': 'ce', 'head': 'linear'}, {'loss': 'ce', 'head': 'se_attention'}
+LONG = {'subset': 2000, 'epochs': 30}           # msl_regimes' long run: CE fits its training set
+# MSL's margin in the long run: the paper's 0.5, and 2 and 5 in units of CE's within-class logit spread (4.5, msl_regimes)
+XI_LONG = [(0.5, ''), (2.0, ", ξ = 2 (0.44 × CE's within-class logit spread; the paper's 0.5 is 0.11 ×)"),
+           (5.0, ", ξ = 5 (1.1 × CE's within-class logit spread)")]
 CLAIMS = [   # id, paper, the claim, where the paper shows it, the paper's number, and how each scale tests it
     dict(id='C1', paper='crl', claim='α = 0 (NLLR) is worse than any α > 0, for every β', where='CRL Table I',
          paper_number='CIFAR-10, ResNet-34: α = 0 gives 7.44–8.55 %, α > 0 gives 5.99–6.57 %',
@@ -310,7 +336,23 @@ CLAIMS = [   # id, paper, the claim, where the paper shows it, the paper's numbe
          paper_number='VGG-16, CIFAR-100, batch 512: CE 31.85 vs MSL 30.53 % (Table 3)',
          full=pair('msl_table2', {'loss': 'ce+msl'}, {'loss': 'ce'}, ('MSL', 'CE'), paper=(30.53, 31.85)),
          cpu=pair('msl_table3', {'loss': 'ce+msl', 'batch_size': 128}, {'loss': 'ce', 'batch_size': 128}, ('MSL', 'CE'),
-                  paper=(30.53, 31.85))),
+                  paper=(30.53, 31.85)),
+         setting='lr 0.05 (Nesterov, cosine), 4 epochs of all 60,000 images, MSL and CE at the same three exits',
+         regimes=[Regime("the paper's lr 0.01, otherwise the same", 'full',
+                         pair('msl_regimes', {'loss': 'ce+msl', 'lr': 0.01}, {'loss': 'ce', 'lr': 0.01}, ('MSL', 'CE'),
+                              paper=(30.53, 31.85)), [('msl_regimes', {'lr': 0.01})]),
+                  Regime("the paper's own comparison (Figs. 3–5): MSL at every exit against plain CE (one head)", 'full',
+                         pair('msl_table2', {'loss': 'ce+msl'}, {'loss': 'ce', 'head': 'linear'}, ('MSL', 'plain CE'),
+                              paper=(30.53, 31.85), b_preset='msl_regimes')),
+                  *[Regime(f'a run long enough for CE to fit its training set: 2,000 training images, 30 epochs '
+                           f'(2,000 test images){label}', 'full',
+                           pair('msl_regimes', {**LONG, 'objective.msl.xi': xi}, {**LONG, 'loss': 'ce'}, ('MSL', 'CE'),
+                                paper=(30.53, 31.85)),
+                           [('msl_regimes', {**LONG, 'objective.msl.xi': xi}), ('msl_regimes', {**LONG, 'loss': 'ce'})])
+                    for xi, label in XI_LONG],
+                  Regime("the cpu scale at the paper's lr 0.01 (batch 128, one exit)", 'cpu',
+                         pair('msl_regimes', {'loss': 'ce+msl', 'batch_size': 128}, {'loss': 'ce', 'batch_size': 128},
+                              ('MSL', 'CE'), paper=(30.53, 31.85)), [('msl_regimes', {'batch_size': 128})])]),
     dict(id='C15', paper='msl', claim='more exits are better; all exits best', where='MSL Table 2',
          paper_number='one exit 31.25 % → all four 30.53 %',
          cpu=trend('msl_table2', lambda r: len(r.config['head_options']['exits']), [1, 2, 3], ['1 exit', '2 exits', '3 exits'],
@@ -318,13 +360,44 @@ CLAIMS = [   # id, paper, the claim, where the paper shows it, the paper's numbe
     dict(id='C16', paper='msl', claim='MSL gains with larger batches, CE does not', where='MSL Table 3',
          paper_number='batch 64 → 512: CE 31.82 → 31.85 %, MSL 31.83 → 30.53 %',
          cpu=difference_trend('msl_table3', 'batch_size', [32, 64, 128], ['32', '64', '128'], {'loss': 'ce+msl'},
-                              {'loss': 'ce'}, -1, 'MSL − CE test error (%), batch 128 − batch 32')),
+                              {'loss': 'ce'}, -1, 'MSL − CE test error (%), batch 128 − batch 32'),
+         setting='cpu scale, lr 0.05, 60 steps',
+         regimes=[Regime("the paper's lr 0.01, otherwise the same", 'cpu',
+                         difference_trend('msl_regimes', 'batch_size', [32, 64, 128], ['32', '64', '128'], {'loss': 'ce+msl'},
+                                          {'loss': 'ce'}, -1, 'MSL − CE test error (%), batch 128 − batch 32'),
+                         [('msl_regimes', {})]),
+                  Regime("the paper's lr 0.01 and only batches in the paper's range (64, 128; added after batch 32, below "
+                         "it, collapsed)", 'cpu',
+                         difference_trend('msl_regimes', 'batch_size', [64, 128], ['64', '128'], {'loss': 'ce+msl'},
+                                          {'loss': 'ce'}, -1, 'MSL − CE test error (%), batch 128 − batch 64'),
+                         [('msl_regimes', {'batch_size': (64, 128)})])]),
     dict(id='C17', paper='msl', claim='MSL keeps learning after the training error reaches ≈ 0', where='MSL Figs. 1, 8',
-         paper_number='curves', untestable=msl_after_zero_error),
+         paper_number='curves: after ≈ 0 training error, MSN\'s training loss still falls, VGG-16\'s stays flat (Fig. 8)',
+         untestable=msl_after_zero_error, setting='the MSL tables\' recipes (4 epochs at full scale, 60 steps at cpu scale)',
+         regimes=[Regime(f'a run long enough for CE to fit its training set: 2,000 training images, 30 epochs, MSL and CE at '
+                         f'every exit{label}', 'full',
+                         both(pair('msl_regimes', {**LONG, 'objective.msl.xi': xi}, {**LONG, 'loss': 'ce'}, ('MSL', 'CE'),
+                                   'loss_after_fit'),
+                              pair('msl_regimes', {**LONG, 'objective.msl.xi': xi}, {**LONG, 'loss': 'ce'}, ('MSL', 'CE'),
+                                   'test_after_fit', decides=False)),
+                         [('msl_regimes', {**LONG, 'objective.msl.xi': xi}), ('msl_regimes', {**LONG, 'loss': 'ce'})])
+                 for xi, label in XI_LONG],
+         note='read from the training curve after the first epoch with ≤ 1 % training error: the log change of the '
+              'training loss to the last epoch decides (MSL\'s falls further than CE\'s); the change of the test error is '
+              'shown beside it'),
     dict(id='C18', paper='fg', claim='the diversification block improves the baseline', where='FG Table 4',
          paper_number='CUB-200, ResNet-50: 85.5 → 86.3 % accuracy',
          full=pair('fg_table4', {'loss': 'db+ce'}, {'loss': 'ce'}, ('DB', 'CAM baseline'), paper=(13.7, 14.5)),
-         cpu=pair('fg_table4', {'loss': 'db+ce'}, {'loss': 'ce'}, ('DB', 'CAM baseline'), paper=(13.7, 14.5))),
+         cpu=pair('fg_table4', {'loss': 'db+ce'}, {'loss': 'ce'}, ('DB', 'CAM baseline'), paper=(13.7, 14.5)),
+         setting='4 epochs of all 60,000 images from scratch, 7 × 7 class maps, p_peak = p_patch = 0.5, α = 0.1, where CE '
+                 'does not overfit',
+         regimes=[Regime('a run in which CE overfits: 2,000 training images, 30 epochs (2,000 test images)', 'full',
+                         pair('fg_regimes', {'loss': 'db+ce'}, {'loss': 'ce'}, ('DB', 'CAM baseline'), paper=(13.7, 14.5)),
+                         [('fg_regimes', {})]),
+                  Regime('lighter suppression on 7 × 7 maps: p_peak = p_patch = 0.25 (α = 0.1), cpu recipe', 'cpu',
+                         pair('fg_regimes', {'loss': 'db+ce', 'head_options.alpha': 0.1}, {'loss': 'ce'}, ('DB', 'CAM baseline'),
+                              paper=(13.7, 14.5)),
+                         [('fg_regimes', {'head_options.alpha': 0.1}), ('fg_regimes', {'loss': 'ce'})])]),
     dict(id='C19', paper='fg', claim='GCE adds on top of DB, and beats center loss, LGM and MaxEnt', where='FG Table 4',
          paper_number='DB 86.3 → DB + GCE 87.7 %; DB + center 86.4, DB + LGM 86.5, DB + MaxEnt 86.2 %',
          full=pair('fg_table4', {'loss': 'db+gce'}, {'loss': 'db+ce'}, ('DB + GCE', 'DB'), paper=(12.3, 13.7)),
@@ -337,7 +410,12 @@ CLAIMS = [   # id, paper, the claim, where the paper shows it, the paper's numbe
     dict(id='C21', paper='fg', claim='α = 0.1 is the best suppressing factor', where='FG Table 5',
          paper_number='86.3 % at α = 0.1 against 86.2 (0), 85.8 (0.2), 85.5 (1.0)',
          cpu=best_of_grid('fg_table5', {'head_options.alpha': 0.1}, within={'loss': 'db+ce'},
-                          paper=('head_options.alpha', {0: 13.8, 0.1: 13.7, 0.2: 14.2, 1.0: 14.5}))),
+                          paper=('head_options.alpha', {0: 13.8, 0.1: 13.7, 0.2: 14.2, 1.0: 14.5})),
+         setting='cpu scale, 7 × 7 class maps, p_peak = p_patch = 0.5',
+         regimes=[Regime('lighter suppression on 7 × 7 maps: p_peak = p_patch = 0.25', 'cpu',
+                         best_of_grid('fg_regimes', {'head_options.alpha': 0.1}, within={'loss': 'db+ce'},
+                                      paper=('head_options.alpha', {0: 13.8, 0.1: 13.7, 0.2: 14.2, 1.0: 14.5})),
+                         [('fg_regimes', {'loss': 'db+ce'})])]),
     dict(id='C22', paper='fg', claim='GCE converges faster than CE', where='FG Figs. 5, 6',
          paper_number='training curves',
          full=both(*[pair('fg_table4', {'loss': 'db+gce'}, {'loss': 'db+ce'}, ('DB + GCE', 'DB'), m, decides=m == 'train_error@1')

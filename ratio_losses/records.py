@@ -22,8 +22,8 @@ from .sweep import expand_sweep, load_preset
 from .artifacts import load_artifacts
 
 # %% auto #0
-__all__ = ['METRICS', 'ScaleRecords', 'load_scale', 'busy_seconds', 'toy_records', 'matches', 'feature_compactness', 'knn_error',
-           'collapsed_runs', 'values']
+__all__ = ['FIT_ERROR', 'METRICS', 'ScaleRecords', 'load_scale', 'busy_seconds', 'toy_records', 'matches', 'feature_compactness',
+           'knn_error', 'fit_epoch', 'collapsed_runs', 'values']
 
 # %% ../nbs/08a_records.ipynb #c1391cb5
 @dataclass
@@ -75,11 +75,12 @@ def load_scale(results_root, scale: str, configs=CONFIGS) -> ScaleRecords:
     out.commit = max(sorted(out.commits), key=out.commits.get) if out.commits else allowed[0]
     return out
 
-def busy_seconds(records: ScaleRecords) -> float:
-    """Wall time the scale's runs (those that collapsed too) occupied the machine: the length of the union of their
-    [start, finish] intervals."""
+def busy_seconds(records: ScaleRecords | list[Run]) -> float:
+    """Wall time the scale's runs (those that collapsed too), or the given runs, occupied the machine: the length of
+    the union of their [start, finish] intervals."""
     spans = []
-    runs = [x for v in records.runs.values() for x in v] + [x for v in records.collapsed.values() for x, _ in v]
+    runs = records if isinstance(records, list) else \
+           [x for v in records.runs.values() for x in v] + [x for v in records.collapsed.values() for x, _ in v]
     for r in runs:
         end = _timestamp(r.record.get('finished_at'))
         if end is not None and r.record.get('wall_seconds'): spans.append((end - r.record['wall_seconds'], end))
@@ -150,6 +151,17 @@ def knn_error(run: Run, k: int = 5) -> float:
     knn = KNeighborsClassifier(n_neighbors=k).fit(a['train_features'].astype(np.float64), a['train_feature_labels'])
     return float(100 * (knn.predict(a['features'].astype(np.float64)) != a['feature_labels']).mean())
 
+FIT_ERROR = 0.01   # a training error at most this is "≈ 0" (C17)
+
+def fit_epoch(run: Run) -> int | None:
+    "Index in `run.history` of the first epoch whose training error is ≤ `FIT_ERROR`, or None where none is."
+    return next((i for i, h in enumerate(run.history) if h.get('train_error') is not None and h['train_error'] <= FIT_ERROR), None)
+
+def _after_fit(run: Run, key: str, change) -> float:
+    i = fit_epoch(run)
+    if i is None or i == len(run.history) - 1: return math.nan
+    return float(change(run.history[-1][key], run.history[i][key]))
+
 METRICS = {   # name: (what it is, unit, function of a run)
     'error': ('test error', '%', lambda r: 100 * r.final['test_error']),
     'error@1': ('test error after the first epoch', '%', lambda r: 100 * r.history[0]['test_error']),
@@ -157,6 +169,10 @@ METRICS = {   # name: (what it is, unit, function of a run)
     'train_auc': ('mean training error over the epochs (the area under the training-error curve, per epoch)', '%',
                   lambda r: 100 * float(np.mean([h['train_error'] for h in r.history]))),
     'ece': ('test ECE (15 bins)', '%', lambda r: 100 * r.final['test_ece']),
+    'loss_after_fit': ('log change of the training loss from the first epoch with ≤ 1 % training error to the last', '',
+                       lambda r: _after_fit(r, 'train_loss', lambda a, b: math.log(a / b) if a > 0 and b > 0 else math.nan)),
+    'test_after_fit': ('change of the test error from the first epoch with ≤ 1 % training error to the last', 'points',
+                       lambda r: _after_fit(r, 'test_error', lambda a, b: 100 * (a - b))),
     'knn_error': ('5-NN test error on the saved penultimate features', '%', knn_error),
     'p_true': ('mean softmax probability of the true class (saved test images)', '', lambda r: _entropy_and_p_true(r)[1]),
     'entropy': ('mean entropy of the softmax (saved test images)', 'nats', lambda r: _entropy_and_p_true(r)[0]),

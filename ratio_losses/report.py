@@ -12,17 +12,27 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import CONFIGS
-from .claims import CLAIMS, PAPERS
-from .records import ScaleRecords, busy_seconds, collapsed_runs, load_scale, values
+from .claims import CLAIMS, PAPERS, Regime
+from .records import ScaleRecords, busy_seconds, collapsed_runs, load_scale, matches, values
 from .statistics import ALPHA, Test, holm, mean_sd, paired_test, paper_effect, paper_effect_excluded
 
 # %% auto #0
-__all__ = ['VERDICTS', 'GAIN_CLAIMS', 'HEADLINE', 'OFF_SCALE', 'README_START', 'README_END', 'ClaimResult', 'deciding', 'outcome',
-           'assess', 'accuracy_sentence', 'report_markdown', 'write_report', 'headline_table', 'headline_figure',
+__all__ = ['VERDICTS', 'GAIN_CLAIMS', 'HEADLINE', 'OFF_SCALE', 'README_START', 'README_END', 'RegimeResult', 'ClaimResult',
+           'deciding', 'outcome', 'decide', 'assess_regime', 'assess', 'regimes_sentence', 'regimes_table',
+           'accuracy_sentence', 'report_markdown', 'write_report', 'headline_table', 'headline_figure',
            'headline_section', 'update_readme']
 
 # %% ../nbs/08d_report.ipynb #be444cbf
 VERDICTS = ('supported', 'contradicted', 'no detectable difference', 'not testable here')
+
+@dataclass
+class RegimeResult:
+    "A claim's test in another regime: its tests, the verdict the same rule gives them, and the machine time its runs took."
+    regime: Regime
+    tests: list[Test]
+    verdict: str = 'not testable here'
+    detail: str = ''
+    seconds: float = 0.0
 
 @dataclass
 class ClaimResult:
@@ -33,6 +43,8 @@ class ClaimResult:
     verdict: str = 'not testable here'
     detail: str = ''
     untested: dict = field(default_factory=dict)   # scale -> tests that lacked two paired seeds
+    regimes: list[RegimeResult] = field(default_factory=list)
+    decided_by: RegimeResult | None = None           # the regime the verdict comes from (its own setting not testable)
 
 def _p(p: float) -> str:
     if math.isnan(p): return '–'
@@ -70,6 +82,42 @@ def _undecided_detail(tests: list[Test], outs: list[str]) -> str:
         parts.append(f"with {min(paired)} seeds no sign-flip test can reach p < {ALPHA:g}")
     return '; '.join(parts)
 
+def decide(tests: list[Test]) -> tuple[str, str]:
+    "Rule 6 on deciding tests whose Holm p is set: the verdict and its qualifier (with the paper's effect, excluded or not)."
+    outs = [outcome(t) for t in tests]
+    if 'contradicts' in outs: verdict, detail = 'contradicted', ''
+    elif all(o == 'supports' for o in outs): verdict, detail = 'supported', ''
+    else: verdict, detail = 'no detectable difference', _undecided_detail(tests, outs)
+    eq = _equivalence(tests)
+    return verdict, detail + ('; ' if detail and eq else '') + eq
+
+def _why_untestable(tests: list[Test]) -> str:
+    "Why tests decide nothing: an arm collapsed, too few paired seeds, or no runs."
+    lost = [f"{t.what.split(',')[0]} ({t.collapsed})" for t in tests if t.collapsed]
+    seen = [t.summary for t in tests if t.n < 2 and t.summary]
+    return ('an arm collapsed: ' + '; '.join(lost)) if lost else \
+           ('fewer than two paired seeds with a value: ' + '; '.join(seen)) if seen else 'no committed runs of its points'
+
+def _regime_seconds(records: ScaleRecords, runs: list) -> float:
+    "Machine time of the runs a regime trained (runs it reuses from another preset were trained there, and cost nothing)."
+    chosen = {id(r): r for preset, sel in runs
+              for r in records.runs.get(preset, []) + [x for x, _ in records.collapsed.get(preset, [])]
+              if matches(r, sel) and not r.record.get('reused_from')}
+    return busy_seconds(list(chosen.values()))
+
+def assess_regime(regime: Regime, records_by_scale: dict[str, ScaleRecords]) -> RegimeResult:
+    """A regime decided by the rule of `assess`, its deciding tests one Holm family of their own (a regime is a
+    question of its own, asked of runs no other verdict uses)."""
+    recs = records_by_scale.get(regime.scale)
+    if recs is None: return RegimeResult(regime, [], detail=f'no {regime.scale}-scale records')
+    built = regime.test(recs)
+    g = RegimeResult(regime, [t for t in built if t.n >= 2 or t.collapsed], seconds=_regime_seconds(recs, regime.runs))
+    family = deciding(built)
+    if not family: g.detail = _why_untestable(built); return g
+    for t, p in zip(family, holm([t.p for t in family])): t.p_holm = p
+    g.verdict, g.detail = decide(family)
+    return g
+
 def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[ClaimResult]:
     """The verdict rule, applied to every claim:
     1. math claims: the autograd check decides;
@@ -82,7 +130,10 @@ def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[Cla
     6. contradicted if any deciding test is significant against the claimed direction; supported if all are
        significant in it; otherwise no detectable difference, with the smallest difference the seeds could detect;
        not testable here when no scale has deciding tests (an arm collapsed, too few seeds, no runs) or the claim's
-       precondition fails. Every test with a paper effect says whether its 95 % CI excludes it."""
+       precondition fails. Every test with a paper effect says whether its 95 % CI excludes it;
+    7. a claim's regimes (other settings of what its verdict may hang on) are decided by rules 2, 5 and 6, each
+       regime's deciding tests one Holm family; a claim not testable in its own setting takes its verdict from its
+       first regime that has a deciding test, named in the verdict."""
     results = []
     for c in claims:
         built = {scale: c[scale](records_by_scale[scale]) for scale in ('full', 'cpu') if c.get(scale) and scale in records_by_scale}
@@ -98,27 +149,29 @@ def assess(records_by_scale: dict[str, ScaleRecords], claims=CLAIMS) -> list[Cla
             for t, p in zip(family, holm([t.p for t in family])): t.p_holm = p
     for r in results:
         c = r.claim
+        r.regimes = [assess_regime(g, records_by_scale) for g in c.get('regimes', [])]
         if c.get('math'):
             check = c['math'](); r.verdict, r.detail = check.verdict, check.evidence; continue
         reason = c['untestable'](records_by_scale) if c.get('untestable') else None
-        if reason: r.verdict, r.detail, r.scale = 'not testable here', reason, None; continue
-        if r.scale is None:
+        if reason: r.verdict, r.detail, r.scale = 'not testable here', reason, None
+        elif r.scale is None:
             lost = [f"{s}: {t.what.split(',')[0]} ({t.collapsed})" for s, ts in r.tests.items() for t in ts if t.collapsed]
             seen = [f"{scale}: {t.summary}" for scale, ts in r.untested.items() for t in ts]
             r.verdict = 'not testable here'
             r.detail = ('an arm collapsed: ' + '; '.join(lost)) if lost else \
                        ('fewer than two paired seeds with a value: ' + '; '.join(seen)) if seen else \
                        'no committed runs of its presets at either scale'
-            continue
-        tests = deciding(r.tests[r.scale])
-        outs = [outcome(t) for t in tests]
-        if 'contradicts' in outs: r.verdict = 'contradicted'
-        elif all(o == 'supports' for o in outs): r.verdict = 'supported'
-        else: r.verdict, r.detail = 'no detectable difference', _undecided_detail(tests, outs)
-        if r.scale == 'cpu':
-            r.detail = f"cpu scale only ({max(t.n for t in tests)} seeds)" + ('; ' + r.detail if r.detail else '')
-        eq = _equivalence(tests)
-        if eq: r.detail += ('; ' if r.detail else '') + eq
+        else:
+            tests = deciding(r.tests[r.scale])
+            r.verdict, r.detail = decide(tests)
+            if r.scale == 'cpu':
+                r.detail = f"cpu scale only ({max(t.n for t in tests)} seeds)" + ('; ' + r.detail if r.detail else '')
+        g = next((g for g in r.regimes if g.verdict != 'not testable here'), None)
+        if r.verdict == 'not testable here' and g is not None:
+            r.decided_by, own = g, r.detail
+            r.verdict = g.verdict
+            r.detail = (f"in another regime: {g.regime.setting} ({g.regime.scale} scale)" + (f"; {g.detail}" if g.detail else '') +
+                        f"; not testable in its own setting ({c['setting']}): {own}")
     return results
 
 # %% ../nbs/08d_report.ipynb #8b530772
@@ -143,6 +196,34 @@ def _effects_cell(tests: list[Test]) -> str:
 
 def _p_cell(tests: list[Test]) -> str:
     return '<br>'.join(f"{t.test}: p {_p(t.p)}, exact p {_p(t.p_exact)}, Holm p {_p(t.p_holm)}" for t in tests) or '–'
+
+def _own_verdict(r: ClaimResult) -> str:
+    "The verdict in the claim's own setting (before a regime decides a claim not testable there)."
+    return 'not testable here' if r.decided_by else r.verdict
+
+def regimes_sentence(r: ClaimResult) -> str:
+    """'contradicted in its own setting (<setting>); <regime>: <verdict> (holds / does not hold)' for a claim with
+    regimes; a regime's verdict holds when it is the claim's own."""
+    own = _own_verdict(r)
+    parts = [f"{own} in its own setting ({r.claim['setting']})"]
+    for g in r.regimes:
+        same = '' if own == 'not testable here' or g.verdict == 'not testable here' else \
+               ' (the verdict holds)' if g.verdict == own else ' (the verdict does not hold there)'
+        parts.append(f"{g.regime.setting}: **{g.verdict}**{same}")
+    return '; '.join(parts)
+
+def regimes_table(results: list[ClaimResult], records_by_scale: dict[str, ScaleRecords]) -> str:
+    "One row per regime of every claim: the arms, the difference with its CI, the tests, the verdict and the machine time."
+    rows = ['| claim | regime (what differs) | scale | arms (mean ± sd) | difference [95 % CI] | test | verdict | machine time |',
+            '|---|---|---|---|---|---|---|---|']
+    for r in results:
+        for g in r.regimes:
+            row = [f"{r.claim['id']}: {r.claim['claim']}", g.regime.setting, g.regime.scale,
+                   _tests_cell(g.tests, records_by_scale.get(g.regime.scale)), _effects_cell(g.tests), _p_cell(g.tests),
+                   f"**{g.verdict}**" + (f" ({g.detail})" if g.detail else ''),
+                   f"{g.seconds / 3600:.2f} h" if g.seconds else '–' if g.regime.runs else 'reused runs']
+            rows.append('| ' + ' | '.join(s.replace('|', '/') for s in row) + ' |')
+    return '\n'.join(rows)
 
 def _scale_line(recs: ScaleRecords) -> str:
     runs = [r for v in recs.runs.values() for r in v]
@@ -239,6 +320,12 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
             'relative change of the baseline\'s error (the paper\'s (a − b)/b times b\'s mean error here), and every such '
             'comparison says whether its 95 % CI excludes that effect: a "no detectable difference" with the paper-sized '
             'effect excluded says the effect is not there at this scale; one with it not excluded says the seeds cannot tell.',
+            '- **Regimes.** A verdict holds for the setting it was measured in. Where it may hang on a setting this '
+            'compendium chose (a step size, a run too short to fit its training set, a map size, a suppression strength), '
+            'the claim is tested again in runs that change that setting, each regime decided by the same rules (its '
+            'deciding tests one Holm family of their own) and listed under "Verdicts in other regimes". A claim not '
+            'testable in its own setting takes its verdict from its first regime that has a deciding test, named in the '
+            'verdict.',
             '- **How the recipe was chosen.** One recipe per scale serves every loss (the papers\' own hyperparameters for '
             'each loss): the full-scale recipe was accepted once, on plain CE\'s test accuracy (≥ 91.5 %), before any '
             'other loss ran, and was not tuned per loss. No validation split exists yet, so nothing here is chosen from '
@@ -251,13 +338,20 @@ def report_markdown(records_by_scale: dict[str, ScaleRecords], results: list[Cla
         if r.scale == 'math':
             cells = ['–', '–', '–', 'autograd check', f"**{r.verdict}**: {r.detail}"]
         else:
-            v = r.tests.get(r.scale, []) if r.scale else []
+            v = r.decided_by.tests if r.decided_by else r.tests.get(r.scale, []) if r.scale else []
             cells = [_tests_cell(r.tests.get('cpu', []), records_by_scale.get('cpu')),
                      _tests_cell(r.tests.get('full', []), records_by_scale.get('full')),
                      _effects_cell(v), _p_cell(v), f"**{r.verdict}**" + (f" ({r.detail})" if r.detail else '') +
-                     (f"<br>Note: {c['note']}" if c.get('note') else '')]
+                     (f"<br>Note: {c['note']}" if c.get('note') else '') +
+                     (f"<br>Regimes: {regimes_sentence(r)}" if r.regimes else '')]
         row = [f"**{c['id']}** {PAPERS[c['paper']].split(' (')[0]}: {c['claim']} ({c['where']})", c['paper_number'], *cells]
         out.append('| ' + ' | '.join(s.replace('|', '/') for s in row) + ' |')
+    if any(r.regimes for r in results):
+        out += ['', '## Verdicts in other regimes', '',
+                'Each claim whose verdict may hang on a setting this compendium chose, tested again with that setting '
+                'changed (rule: "Regimes" above). Per claim, whether its verdict survives:', '']
+        out += [f"- **{r.claim['id']}** ({r.claim['claim']}): {regimes_sentence(r)}." for r in results if r.regimes]
+        out += ['', regimes_table(results, records_by_scale)]
     out += ['', '## Runs that are not data', '']
     lost = [(sc, p, r, why) for sc, recs in records_by_scale.items() for p, rs in recs.collapsed.items() for r, why in rs]
     out += [f"- {sc}: {p}, {r.setting}, seed {r.seed}: {why}" for sc, p, r, why in lost] or ['None.']

@@ -27,7 +27,7 @@ NOTEBOOKS = {
                      'fg_table4.md', 'fg_fig3.md', 'fg_table5.md'],
 }
 PRESETS = ['crl_table1', 'crl_table2', 'crl_table3', 'crl_table4', 'cc_table1', 'cc_fig3', 'cc_table2', 'cc_table4',
-           'cc_table5', 'msl_table2', 'msl_table3', 'fg_table4', 'fg_table5', 'fg_fig3']
+           'cc_table5', 'msl_table2', 'msl_table3', 'fg_table4', 'fg_table5', 'fg_fig3', 'msl_regimes', 'fg_regimes']
 
 
 @pytest.fixture(scope='session')
