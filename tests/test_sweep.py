@@ -127,7 +127,8 @@ def test_summary_table_pools_seeds(tmp_path):
 def test_presets_expand_at_both_scales(preset, tmp_path):
     p = load_preset(preset)
     scales = p.get('scales') or {}
-    assert 'paper' in scales, 'every preset carries the paper scale'
+    # a paper-table preset carries the paper scale; a *_regimes preset (issue 27) re-tests verdicts at cpu/full scale only
+    assert 'paper' in scales or (p['name'].endswith('_regimes') and scales), 'every paper-table preset carries the paper scale'
     for scale in scales:
         pts = expand_sweep(p, scale, tmp_path)
         assert pts
