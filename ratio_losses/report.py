@@ -112,8 +112,8 @@ def assess_regime(regime: Regime, records_by_scale: dict[str, ScaleRecords]) -> 
     if recs is None: return RegimeResult(regime, [], detail=f'no {regime.scale}-scale records')
     built = regime.test(recs)
     g = RegimeResult(regime, [t for t in built if t.n >= 2 or t.collapsed], seconds=_regime_seconds(recs, regime.runs))
-    family = deciding(built)
-    if not family: g.detail = _why_untestable(built); return g
+    family, reason = deciding(built), regime.untestable(recs) if regime.untestable else None
+    if reason or not family: g.detail = reason or _why_untestable(built); return g
     for t, p in zip(family, holm([t.p for t in family])): t.p_holm = p
     g.verdict, g.detail = decide(family)
     return g
