@@ -89,11 +89,16 @@ def paired_test(a: dict, b: dict, what: str, expect: int, names=('a', 'b')) -> T
 
 def trend_test(columns: list[dict], labels: list[str], what: str, expect: int) -> Test:
     """Page's trend test (scipy.stats.page_trend_test) of per-seed values across ordered `columns`: `expect` = -1 claims
-    they fall along the order, +1 that they rise; p is two-sided (twice the smaller one-sided p). The effect is last − first."""
+    they fall along the order, +1 that they rise; p is two-sided (twice the smaller one-sided p). The effect is last − first.
+    Two levels are no trend to rank: their test is the paired t and sign-flip test of last − first."""
     seeds = sorted(set.intersection(*(set(c) for c in columns)))
     seeds = [s for s in seeds if not any(math.isnan(c[s]) for c in columns)]
     data = np.array([[c[s] for c in columns] for s in seeds], dtype=float)
     summary = ', '.join(f"{l}: {mean_sd(c)}" for l, c in zip(labels, columns)) + f" ({len(seeds)} seeds with every level)"
+    if len(columns) == 2:
+        t = paired_test({s: c for s, c in zip(seeds, data[:, 1])}, {s: c for s, c in zip(seeds, data[:, 0])}, what, expect)
+        t.test, t.summary = f"paired t, 2 levels ({len(seeds)} seeds)", summary
+        return t
     if len(seeds) < 2 or len(columns) < 3:
         return Test(what, f"Page's trend ({len(seeds)} seeds)", len(seeds), math.nan, math.nan, math.nan, math.nan, expect,
                     summary=summary)
