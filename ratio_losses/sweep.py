@@ -156,9 +156,15 @@ def expand_sweep(preset, scale: str = 'cpu', runs_root='runs') -> list[SweepPoin
 
 # %% ../nbs/05_sweep.ipynb #7d19d74e
 def _complete_runs(table: Path) -> dict[str, Path]:
-    "run_id -> directory of every run the scale's results table lists whose record is there (any preset)."
-    if not table.exists(): return {}
-    return {r['run_id']: Path(r['record']).parent for r in read_results(table) if r['record'] and Path(r['record']).exists()}
+    """run_id -> directory of every finished run of the scale (any preset): each readable record under the scale's
+    folder (committed records come without the table, which git does not keep), and the rows of the results table."""
+    out = {}
+    for path in sorted(table.parent.glob('*/*/record.json')):
+        rec = read_record(path)
+        if rec and rec.get('run_id'): out.setdefault(rec['run_id'], path.parent)
+    if table.exists():
+        out.update({r['run_id']: Path(r['record']).parent for r in read_results(table) if r['record'] and Path(r['record']).exists()})
+    return out
 
 def _reuse(source: Path, point: SweepPoint) -> dict | None:
     """Copy the run in `source` into `point.run_dir` (same run id: same settings and seed); the record says where from.

@@ -88,6 +88,12 @@ def test_runs_shared_by_presets_are_trained_once(tmp_path):
         assert (copy['point'].run_dir/'artifacts.npz').read_bytes() == (source['point'].run_dir/'artifacts.npz').read_bytes()
     assert len(read_results(tmp_path/'cpu'/'results.csv')) == 3                  # three runs trained, not five
     assert [r['status'] for r in run_sweep(b, runs_root=tmp_path, dry_run=True, print_summary=False)] == ['complete'] * 3
+    # committed records come without the results table (git keeps records only): a third preset still finds them
+    (tmp_path/'cpu'/'results.csv').unlink()
+    c = {**b, 'name': 'c', 'grid': {'objective': [{'nllr': {}}]}}
+    rc = run_sweep(c, runs_root=tmp_path, workers=1, progress=False, print_summary=False)
+    assert [r['status'] for r in rc] == ['reused'] and not (tmp_path/'cpu'/'results.csv').exists()
+    assert json.loads((rc[0]['point'].run_dir/'record.json').read_text())['reused_from'] == str(rb[1]['point'].run_dir)
 
 
 def test_interrupted_sweep_resumes_from_checkpoints(tmp_path):
