@@ -1,7 +1,8 @@
 # ratio_losses: the two commands of the README, and the steps they stand on.
 #   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)
 #   make reproduce SCALE=full   the full-data scale (all of Fashion-MNIST, 6 seeds; hours): resumes the records of results/
-#   make test        notebooks clean and in sync with the package, the notebooks' tests, pytest
+#   make test        lint, notebooks clean and in sync with the package, the notebooks' tests, the fast pytest tiers
+#   make test-all    make test and the Slurm, browser and determinism tiers (what .ci/run runs)
 # Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
 # and reuse it on the next run.
 
@@ -28,7 +29,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest reproduce quick bench bench-gpu clean-venv
+.PHONY: help setup venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest test-all reproduce quick bench bench-gpu clean-venv
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)"
@@ -37,7 +38,8 @@ help:
 	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
 	@echo "make resume-full the missing full-scale points, trained from the newest commit results/full/COMMITS lists"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
-	@echo "make test        notebooks clean + package in sync + notebook tests + pytest"
+	@echo "make test        lint, notebooks clean + package in sync, notebook tests, the fast pytest tiers (~10 min)"
+	@echo "make test-all    make test + the Slurm, browser (docs site) and double-run determinism tiers (CI)"
 	@echo "make smoke       every distinct paper-scale configuration for two steps on fixture data, CPU (~20 min)"
 	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, executors, the cost of pinned CPU kernels)"
 	@echo "make bench-gpu   benchmarks/gpu.py on a GPU machine (PYTHON=its python; the trainer, the pipeline, the losses)"
@@ -89,7 +91,7 @@ slurm:
 	  || { echo "error: could not install Slurm with apt-get (root or passwordless sudo needed)"; exit 1; }; \
 	else echo "warning: no apt-get here: the Slurm tests are skipped (set CI to make them fail instead)"; fi
 
-# Debian's Chromium and its driver, for the docs' browser test (tests/test_docs.py drives the system browser through
+# Debian's Chromium and its driver, for the docs' browser test (tests/integration/test_docs.py drives the system browser through
 # Selenium: browser downloads by Selenium or Playwright need the network).
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "Chromium: $$(/usr/bin/chromedriver --version | cut -d' ' -f1-2)"; \
@@ -142,7 +144,7 @@ endif
 FULL_PRESETS := configs/crl_table4.yaml configs/cc_table4.yaml configs/msl_table2.yaml configs/fg_table4.yaml configs/cc_table1.yaml \
   configs/msl_regimes.yaml configs/fg_regimes.yaml
 resume-full: setup
-	@c=$$($(PY) -c "from ratio_losses.study import scale_commits; print((scale_commits('results', 'full') or [''])[-1])"); \
+	@c=$$($(PY) -c "from ratio_losses.analysis.study import scale_commits; print((scale_commits('results', 'full') or [''])[-1])"); \
 	[ -n "$$c" ] || { echo "results/full/COMMITS lists no commit yet: start the full scale with make reproduce SCALE=full"; exit 1; }; \
 	case "$$c" in *+dirty) echo "the full-scale records name $$c: a dirty tree cannot be checked out again"; exit 1;; esac; \
 	wt=.worktrees/full-$${c:0:7}; \
@@ -201,13 +203,24 @@ smoke: setup
 
 # The same as a pytest test marked slow (skipped by `make test`).
 smoke-test: setup
-	$(PY) -m pytest tests/test_sweep.py --run-slow -k every_paper_point
+	$(PY) -m pytest tests/integration/test_sweep.py --run-slow -k every_paper_point
 
 quick: setup
 	$(BIN)/ratio-losses train --dataset fashion_mnist --epochs 1
 
-test: setup slurm browser check-clean check-export lint nbdev-test pytest
-	@echo "make test: all checks passed"
+# The tiers (tests/conftest.py): `make test` runs the lint, the sync checks, the notebooks' checks and every pytest
+# tier but slurm, browser and determinism, two test processes at a time (pytest-xdist, a test file per process, so
+# the tests that share a file's fixtures share one process); `make test-all` then adds those three tiers, one test at
+# a time, and is what .ci/run runs. Both print the slowest tests (--durations).
+FAST_TIERS := not slurm and not browser and not determinism
+SLOW_TIERS := slurm or browser or determinism
+test: setup check-clean check-export lint nbdev-test
+	@$(MAKE) --no-print-directory pytest PYTEST_MARK="$(FAST_TIERS)" PYTEST_ARGS="-n 2 --dist loadfile"
+	@echo "make test: all checks passed (the slurm, browser and determinism tiers: make test-all)"
+
+test-all: test slurm browser
+	@$(MAKE) --no-print-directory pytest PYTEST_MARK="$(SLOW_TIERS)"
+	@echo "make test-all: all checks passed"
 
 ## --- the parts of `make test` --------------------------------------------------------------------
 
@@ -233,23 +246,24 @@ check-export: $(STAMP)
 	  diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /  /p'; exit 1; fi; \
 	echo "ok: ratio_losses/ is what nbs/ exports (nbdev_export changes nothing)"
 
-# ruff lints the notebooks' code (the source: nbdev writes the package from it), the tests and the benchmarks: syntax
-# errors, undefined and unused names, lines of at most 140 characters. The package is linted for the names only, as
-# nbdev puts each notebook's one-line summary, unwrapped, in its module's docstring. ratio_losses.losses re-exports.
-LINT := --select E9,F63,F7,F82,F401,F841,E501 --line-length 140
+# ruff (ruff.toml): the library notebooks (nbs/*.ipynb, the source nbdev writes the package from) and the package:
+# syntax errors, undefined and unused names, one statement per line (no `;`) and lines of at most 120 characters. The
+# package is checked at 130 for the one line nbdev writes itself: the first line of a module's `__all__`, which nbdev
+# wraps at 120 before it puts `__all__ = ` in front. Tests, benchmarks, docs and the papermill notebooks: names and
+# syntax, lines of at most 140.
 lint: $(STAMP)
-	$(BIN)/ruff check $(LINT) --per-file-ignores 'nbs/02_losses.ipynb:F401' nbs tests benchmarks docs
-	$(BIN)/ruff check --select E9,F63,F7,F82,F401,F841 --per-file-ignores 'ratio_losses/losses.py:F401' \
-	  --exclude ratio_losses/_modidx.py ratio_losses
+	$(BIN)/ruff check nbs/*.ipynb
+	$(BIN)/ruff check --line-length 130 ratio_losses
+	$(BIN)/ruff check --line-length 140 --extend-ignore E702,E703 tests benchmarks docs nbs/analysis nbs/experiments
 	@echo "ok: ruff finds nothing"
 
-# One worker: torch on 2 cores gains nothing from running notebooks side by side. Cells marked `#| slow` are
+# Two workers, as the notebooks wait on kernels and files as much as they compute. Cells marked `#| slow` are
 # skipped here; `make nbdev-test-slow` runs them too.
-# nbs/analysis/ is left to pytest (tests/test_analysis.py), which runs those notebooks on one shared set of tiny runs.
+# nbs/analysis/ is left to pytest (tests/integration/test_analysis.py), which runs those notebooks on one shared set of tiny runs.
 # The notebooks' own checks run with the CPU kernels pinned as `ratio-losses` and sweeps pin them (cpu_isa avx2).
 PIN_AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2
 nbdev-test: $(STAMP) data
-	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 1 --timing --skip_folder_re '^([_.]|analysis$$)'
+	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 2 --timing --skip_folder_re '^([_.]|analysis$$)'
 
 nbdev-test-slow: $(STAMP) data
 	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 1 --timing --flags slow --skip_folder_re '^([_.]|analysis$$)'
@@ -257,7 +271,7 @@ nbdev-test-slow: $(STAMP) data
 # The Slurm tests start their daemons below SLURM_DIR; the trap stops any that a dying test run left, by PID.
 pytest: $(STAMP) data
 	@d=$$(mktemp -d /tmp/ratio-losses-slurm-XXXXXX); chmod 755 "$$d"; trap '$(PY) tests/slurm_cluster.py stop '"$$d"'; rm -rf '"$$d" EXIT; \
-	RATIO_LOSSES_SLURM_DIR=$$d $(PY) -m pytest tests
+	RATIO_LOSSES_SLURM_DIR=$$d $(PY) -m pytest tests --durations=15 $(if $(PYTEST_MARK),-m "$(PYTEST_MARK)") $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/data_pipeline.py

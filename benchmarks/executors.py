@@ -36,7 +36,7 @@ def preset(points: int, steps: int) -> dict:
 
 
 def timed_sweep(executor: str, points: int, steps: int, root: Path, extra: dict | None = None) -> float:
-    from ratio_losses.sweep import run_sweep
+    from ratio_losses.sweeps.sweep import run_sweep
     t = time.perf_counter()
     res = run_sweep(preset(points, steps), 'cpu', runs_root=root/executor, progress=False, print_summary=False,
                     launcher={'executor': executor, 'workers': 1, **(extra or {})})

@@ -3,7 +3,7 @@
 On synthetic CIFAR-shaped data (uint8 images of 3x32x32 held on the device, 100 classes), each row measured against a
 baseline timed in the same run:
 
-1. Training throughput (images/s): `ratio_losses.train.train_one_epoch` (objective from `build_objective`, LambdaLR
+1. Training throughput (images/s): `ratio_losses.training.train_one_epoch` (objective from `build_objective`, LambdaLR
    stepped per batch, gradient scaler, loss/error sums kept on the device) against a minimal hand-written loop over
    the same model, data and `TensorLoader` (crop + flip on the device), for a CIFAR ResNet-18 and VGG-16-BN, each
    with and without bf16 autocast and channels_last.
@@ -36,14 +36,15 @@ if MISSING:
 import torch                                   # noqa: E402
 import torch.nn.functional as F                # noqa: E402
 
-from ratio_losses.loaders import TensorLoader  # noqa: E402
+from ratio_losses.data.loaders import TensorLoader  # noqa: E402
 from ratio_losses.losses import build_objective  # noqa: E402
-from ratio_losses.models import build_model   # noqa: E402
-from ratio_losses.paper_losses import (channel_correlation_loss, competing_ratio_loss,  # noqa: E402
-                                       gradient_boosting_cross_entropy)
-from ratio_losses.run_config import amp_autocast  # noqa: E402
-from ratio_losses.schedules import LRFactor    # noqa: E402
-from ratio_losses.train import train_one_epoch  # noqa: E402
+from ratio_losses.models import build_model  # noqa: E402
+from ratio_losses.losses.cc import channel_correlation_loss  # noqa: E402
+from ratio_losses.losses.crl import competing_ratio_loss
+from ratio_losses.losses.gce import gradient_boosting_cross_entropy
+from ratio_losses.training.config import amp_autocast  # noqa: E402
+from ratio_losses.training.schedules import LRFactor  # noqa: E402
+from ratio_losses.training import train_one_epoch  # noqa: E402
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 BACKBONES = ('cifar_resnet18', 'vgg16_bn')

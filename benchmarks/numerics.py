@@ -20,7 +20,7 @@ from ratio_losses.core import numeric_env, numerics_info
 
 CODE = """
 import json, sys, tempfile
-from ratio_losses.train import run_training
+from ratio_losses.training import run_training
 cfg = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as d:
     rec = run_training({**cfg, 'out_dir': d})

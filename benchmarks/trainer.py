@@ -1,6 +1,6 @@
 """Speed of the trainer against a minimal hand-written PyTorch loop, and the cost of running through papermill.
 
-1. Training throughput (images/s): `ratio_losses.train.train_one_epoch` as `run_training` calls it (objective from
+1. Training throughput (images/s): `ratio_losses.training.train_one_epoch` as `run_training` calls it (objective from
    `build_objective`, LambdaLR schedule stepped per batch, gradient scaler, loss/error sums, progress bar object) against
    the plainest loop over the same model, data, batch size and `TensorLoader`: forward, `F.cross_entropy`, zero_grad,
    backward, step. Rounds alternate the two and start each from the same weights; the ratio is the median over rounds.
@@ -31,7 +31,7 @@ from ratio_losses.core import get_device, pin_numerics, seed_everything
 from ratio_losses.data import TensorLoader, dataset_info, load_tensors
 from ratio_losses.losses import build_objective
 from ratio_losses.models import build_model
-from ratio_losses.train import LRFactor, run_training, train_one_epoch
+from ratio_losses.training import LRFactor, run_training, train_one_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,8 +115,10 @@ def sweep_overhead(preset: str, n: int, quick: bool):
     through the experiment notebook by one local worker that keeps its kernel, and by one that starts a new kernel for
     every point (points_per_job=1, the executor before kept kernels). The first point of each is left out of the means:
     it pays for the imports and the cold first step, once per worker."""
-    from ratio_losses.executors import Launcher, kernel_name, run_points
-    from ratio_losses.sweep import EXPERIMENT_NOTEBOOK, expand_sweep, load_preset
+    from ratio_losses.sweeps.launcher import Launcher
+    from ratio_losses.sweeps.executors import run_points
+    from ratio_losses.sweeps.kernels import kernel_name
+    from ratio_losses.sweeps.presets import EXPERIMENT_NOTEBOOK, expand_sweep, load_preset
     if quick:
         spec = {'name': 'quick', 'fixed': {'dataset': 'digits', 'batch_size': 64, 'iterations': 6, 'epochs': None,
                                            'feature_images': 0, 'softmax_images': 0}, 'seeds': list(range(n))}

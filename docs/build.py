@@ -24,13 +24,14 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT/'docs'
 MATHJAX = '3.2.2'
-GUIDE = [('losses', 'Losses'), ('data', 'Data'), ('models', 'Models'), ('experiments', 'Experiments, sweeps, presets'),
+GUIDE = [('losses', 'Losses'), ('add_a_loss', 'Add your own loss'), ('data', 'Data'), ('models', 'Models'),
+         ('experiments', 'Experiments, sweeps, presets'),
          ('executors', 'Where the points run: executors'), ('reproducibility', 'Reproducibility: what holds where'),
          ('figures', 'Figures and tables'), ('benchmarks', 'Benchmarks'), ('layout', 'Layout and working on the notebooks'),
          ('errata', "Errata of the papers' printed equations")]
 ANALYSIS = [('crl', 'CRL'), ('cc', 'CC-Loss'), ('msl', 'MSL'), ('fine_grained', 'Fine-grained DB + GCE')]
 DIRECTIVE = re.compile(r'^\s*#\|\s?.*$')
-DOC_LINK = re.compile(r'\[([^\]]+)\]\((?:https?://[^)\s]*?/)?ratio_losses/(\w+)\.html#([\w-]+)\)')   # nbdev's doc-host links
+DOC_LINK = re.compile(r'\[([^\]]+)\]\((?:https?://[^)\s]*?/)?ratio_losses/([\w.]+)\.html#([\w-]+)\)')   # nbdev's doc-host links
 QUARTO_ATTRS = re.compile(r'(\]\([^)]*\))\{[^}]*\}')            # [source](url){target="_blank" ...} -> [source](url)
 
 

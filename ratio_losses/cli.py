@@ -17,73 +17,127 @@ import torch
 
 import ratio_losses
 from .core import CPU_ISAS, pin_numerics, yaml_load
-from .data import DatasetNotFoundError, dataset_info, list_datasets, load_dataset
-from .models import BACKBONES, HEADS
-from .sweep import SCALES
-from .executors import EXECUTORS, Launcher
-from .run_config import AMP_DTYPES, RunConfig, config_from_dict, run_id
-from .checkpoints import versions
-from .train import run_training
+from .data.registry import DatasetNotFoundError, dataset_info, list_datasets
+from .data.datasets import load_dataset
+from .models.build import BACKBONES, HEADS
+from .sweeps.presets import SCALES
+from .sweeps.launcher import EXECUTORS, Launcher
+from .training.config import AMP_DTYPES, RunConfig, config_from_dict, run_id
+from .training.checkpoints import versions
+from .training.train import run_training
 
 # %% auto #0
 __all__ = ['parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
-_FLAGS = {'dataset': str, 'root': str, 'backbone': str, 'head': str, 'epochs': int, 'iterations': int, 'batch_size': int,
-          'lr': float, 'subset': int, 'crop_padding': int, 'seed': int, 'device': str, 'amp': str, 'out_dir': str,
-          'threads': int, 'cpu_isa': str}
+_FLAGS = {
+    'dataset': str,
+    'root': str,
+    'backbone': str,
+    'head': str,
+    'epochs': int,
+    'iterations': int,
+    'batch_size': int,
+    'lr': float,
+    'subset': int,
+    'crop_padding': int,
+    'seed': int,
+    'device': str,
+    'amp': str,
+    'out_dir': str,
+    'threads': int,
+    'cpu_isa': str,
+}
+
 
 def _raw_config(args) -> dict:
     "The run-config keys the arguments give, merged in order (--config, --set, flags), not yet checked."
     config: dict = {'dataset': 'fashion_mnist', 'epochs': 1, 'batch_size': 128}
     if args.config:
         path = Path(args.config)
-        if not path.is_file(): raise ValueError(f"--config {args.config}: no such file")
+        if not path.is_file():
+            raise ValueError(f"--config {args.config}: no such file")
         loaded = yaml_load(path.read_text(), f'--config {args.config}')
-        if not isinstance(loaded, dict): raise ValueError(f"--config {args.config} must hold a mapping of run-config keys")
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {args.config} must hold a mapping of run-config keys")
         config.update(loaded)
     for item in args.set or []:
         key, sep, value = item.partition('=')
-        if not sep: raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set lr=0.1")
+        if not sep:
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set lr=0.1")
         config[key.strip()] = yaml_load(value, f'--set {item}')
     for key in _FLAGS:
-        if getattr(args, key, None) is not None: config[key] = getattr(args, key)
-    if args.objective is not None: config['objective'] = yaml_load(args.objective, f'--objective {args.objective}')
-    if args.iterations is not None and args.epochs is None: config['epochs'] = None
-    if args.hflip: config['hflip'] = True
-    if args.no_channels_last: config['channels_last'] = False
-    if args.no_progress: config['progress'] = False
+        if getattr(args, key, None) is not None:
+            config[key] = getattr(args, key)
+    if args.objective is not None:
+        config['objective'] = yaml_load(args.objective, f'--objective {args.objective}')
+    if args.iterations is not None and args.epochs is None:
+        config['epochs'] = None
+    if args.hflip:
+        config['hflip'] = True
+    if args.no_channels_last:
+        config['channels_last'] = False
+    if args.no_progress:
+        config['progress'] = False
     return config
 
+# %% ../nbs/07_cli.ipynb #21083091
 def _config_from_args(args) -> RunConfig:
     raw = _raw_config(args)
-    pin_numerics(raw.get('cpu_isa', RunConfig.cpu_isa))   # before anything computes, config checks included
+    pin_numerics(raw.get('cpu_isa', RunConfig.cpu_isa))  # before anything computes, config checks included
     c = config_from_dict(raw)
-    if c.out_dir is None: c.out_dir = str(Path('runs')/'train'/f'{c.dataset}-{run_id(c)}')
+    if c.out_dir is None:
+        c.out_dir = str(Path('runs') / 'train' / f'{c.dataset}-{run_id(c)}')
     return c
 
+# %% ../nbs/07_cli.ipynb #89f49afe
 def _train(args) -> int:
     c = _config_from_args(args)
     info = dataset_info(c.dataset)
     if int(os.environ.get('RANK', '0')) == 0:
-        print(f"ratio_losses {ratio_losses.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-              f"torchvision {versions()['torchvision']} | device {c.device} ({c.threads} thread{'s' if c.threads > 1 else ''})")
-        print(f"{info.title} | {c.backbone} + {c.head} head | objective {c.objective} | "
-              f"{f'{c.epochs} epoch(s)' if c.epochs else f'{c.iterations} iterations'}, batch {c.batch_size}, lr {c.lr}, "
-              f"seed {c.seed} | out_dir {c.out_dir}")
-    try: record = run_training(c)
+        print(
+            f"ratio_losses {ratio_losses.__version__} | Python {platform.python_version()} | torch {torch.__version__} "
+            f"| "
+            f"torchvision {versions()['torchvision']} | device {c.device} ({c.threads} "
+            f"thread{'s' if c.threads > 1 else ''})"
+        )
+        print(
+            f"{info.title} | {c.backbone} + {c.head} head | objective {c.objective} | "
+            f"{f'{c.epochs} epoch(s)' if c.epochs else f'{c.iterations} iterations'}, batch {c.batch_size}, lr {c.lr}, "
+            f"seed {c.seed} | out_dir {c.out_dir}"
+        )
+    try:
+        record = run_training(c)
     except (DatasetNotFoundError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr); return 1
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     if record is not None:
         f = record['final']
-        print(f"Test accuracy ({info.title} test split, {record['test_size']} images): {100 * (1 - f['test_error']):.2f} % "
-              f"(top-1 error {100 * f['test_error']:.2f} %) after {record['epochs']} epoch(s) on {record['train_size']} "
-              f"training images, {record['train_seconds']:.0f} s of training")
+        print(
+            f"Test accuracy ({info.title} test split, {record['test_size']} images): {100 * (1 - f['test_error']):.2f} "
+            f"% "
+            f"(top-1 error {100 * f['test_error']:.2f} %) after {record['epochs']} epoch(s) on {record['train_size']} "
+            f"training images, {record['train_seconds']:.0f} s of training"
+        )
     return 0
 
 # %% ../nbs/07_cli.ipynb #72b2b9d9
-_LAUNCHER_FLAGS = ('executor', 'workers', 'partition', 'account', 'qos', 'time_min', 'cpus', 'mem_gb', 'gpus', 'tasks',
-                   'signal_delay_s', 'max_requeues', 'points_per_job')
+_LAUNCHER_FLAGS = (
+    'executor',
+    'workers',
+    'partition',
+    'account',
+    'qos',
+    'time_min',
+    'cpus',
+    'mem_gb',
+    'gpus',
+    'tasks',
+    'signal_delay_s',
+    'max_requeues',
+    'points_per_job',
+)
+
 
 def _launcher_flags(args) -> dict:
     "The launcher keys the sweep's flags set (None where not given: the preset's value stands)."
@@ -91,65 +145,110 @@ def _launcher_flags(args) -> dict:
     sbatch = {}
     for item in args.sbatch or []:
         key, sep, value = item.lstrip('-').partition('=')
-        if not key: raise ValueError(f"--sbatch {item!r}: write NAME=VALUE (or NAME for a flag), e.g. --sbatch constraint=a100")
+        if not key:
+            raise ValueError(f"--sbatch {item!r}: write NAME=VALUE (or NAME for a flag), e.g. --sbatch constraint=a100")
         sbatch[key] = value if sep else True
     flags['sbatch'] = sbatch or None
     flags['setup'] = args.setup or None
     flags['cancel_on_interrupt'] = True if args.cancel_on_interrupt else None
     return flags
 
+# %% ../nbs/07_cli.ipynb #1098f854
 def _smoke(presets, args, flags) -> int:
     "`sweep --smoke`: two steps of every distinct configuration on fixture data (the presets' launchers are not used)."
-    from ratio_losses.sweep import run_smoke
+    from ratio_losses.sweeps.smoke import run_smoke
+
     start = time.time()
-    res = run_smoke(presets, args.scale, runs_root=Path(args.runs_root)/'smoke', launcher=flags, only=args.only,
-                    progress=not args.no_progress)
+    res = run_smoke(
+        presets,
+        args.scale,
+        runs_root=Path(args.runs_root) / 'smoke',
+        launcher=flags,
+        only=args.only,
+        progress=not args.no_progress,
+    )
     bad = [r for r in res if r['status'] != 'passed']
-    print(f"smoke run: {len(res) - len(bad)} of {len(res)} configurations passed in {time.time() - start:.0f} s "
-          f"(runs under {Path(args.runs_root)/'smoke'/args.scale}/)")
-    for r in bad: print(f"error: {r['preset']}: {r['point'].label} failed; its notebook: {r['notebook']}", file=sys.stderr)
+    print(
+        f"smoke run: {len(res) - len(bad)} of {len(res)} configurations passed in {time.time() - start:.0f} s "
+        f"(runs under {Path(args.runs_root) / 'smoke' / args.scale}/)"
+    )
+    for r in bad:
+        print(f"error: {r['preset']}: {r['point'].label} failed; its notebook: {r['notebook']}", file=sys.stderr)
     return 1 if bad else 0
 
+# %% ../nbs/07_cli.ipynb #56611151
 def _sweep(args) -> int:
-    from ratio_losses.sweep import (check_runs_root, expand_sweep, load_preset, preflight_points, preset_launcher,
-                                    run_sweeps, select_points, sweep_status)
+    from ratio_losses.sweeps.sweep import check_runs_root, preflight_points, preset_launcher
+    from ratio_losses.sweeps.presets import expand_sweep, load_preset
+    from ratio_losses.sweeps.sweep import run_sweeps, select_points, sweep_status
+
     presets = [load_preset(p) for p in args.configs]
-    if len(presets) > 1:   # a preset without this scale (CRL Table VII has no cpu scale) is skipped, with a note
+    if len(presets) > 1:  # a preset without this scale (CRL Table VII has no cpu scale) is skipped, with a note
         for p in [p for p in presets if args.scale not in (p.get('scales') or {args.scale: {}})]:
             print(f"{p['name']}: no {args.scale} scale; skipped ({(p.get('description') or '').strip()[:120]})")
         presets = [p for p in presets if args.scale in (p.get('scales') or {args.scale: {}})]
     # every point is checked before the first one runs: its config, its launcher, then this machine's data for it
     chosen = {p['name']: select_points(expand_sweep(p, args.scale, args.runs_root), args.only) for p in presets}
     if not any(chosen.values()):
-        raise ValueError(f"--only {args.only!r} matches no point of {', '.join(chosen)}; see their labels with --dry-run")
+        raise ValueError(
+            f"--only {args.only!r} matches no point of {', '.join(chosen)}; see their labels with --dry-run"
+        )
     presets = [p for p in presets if chosen[p['name']]]
     flags = _launcher_flags(args)
-    if args.smoke: return _smoke(presets, args, flags)
-    for p in presets: preset_launcher(p, args.scale, flags)     # every preset's launcher checked before anything runs
+    if args.smoke:
+        return _smoke(presets, args, flags)
+    for p in presets:
+        preset_launcher(p, args.scale, flags)  # every preset's launcher checked before anything runs
     if args.status:
-        for p in presets: sweep_status(p, args.scale, args.runs_root, args.only); print()
+        for p in presets:
+            sweep_status(p, args.scale, args.runs_root, args.only)
+            print()
         return 0
     if not args.dry_run:
         check_runs_root(args.runs_root)
         preflight_points([pt for pts in chosen.values() for pt in pts if pt.status() != 'complete'])
-    try:   # all presets in one call: points of consecutive presets with the same launcher share the workers' kernels
-        res = [r for rs in run_sweeps(presets, args.scale, runs_root=args.runs_root, dry_run=args.dry_run, only=args.only,
-                                      timeout=args.timeout, progress=not args.no_progress, check=False, wait=not args.no_wait,
-                                      launcher=flags, print_summary=not args.no_wait)
-               for r in rs]
-        failed, submitted = sum(r['status'] == 'failed' for r in res), [r['job_id'] for r in res if r['status'] == 'submitted']
+    try:  # all presets in one call: points of consecutive presets with the same launcher share the workers' kernels
+        res = [
+            r
+            for rs in run_sweeps(
+                presets,
+                args.scale,
+                runs_root=args.runs_root,
+                dry_run=args.dry_run,
+                only=args.only,
+                timeout=args.timeout,
+                progress=not args.no_progress,
+                check=False,
+                wait=not args.no_wait,
+                launcher=flags,
+                print_summary=not args.no_wait,
+            )
+            for r in rs
+        ]
+        failed, submitted = (
+            sum(r['status'] == 'failed' for r in res),
+            [r['job_id'] for r in res if r['status'] == 'submitted'],
+        )
         print()
     except KeyboardInterrupt:
-        print("\ninterrupted: the sweep stopped waiting (its jobs were cancelled unless you said no). No point counts as "
-              "failed: run the same command again to resume them from their checkpoints.", file=sys.stderr)
+        print(
+            "\ninterrupted: the sweep stopped waiting (its jobs were cancelled unless you said no). No point counts as "
+            "failed: run the same command again to resume them from their checkpoints.",
+            file=sys.stderr,
+        )
         return 130
     if args.no_wait and not args.dry_run:
-        print(f"submitted {len(submitted)} job(s): {', '.join(submitted) or 'none'}. Follow them with the same command "
-              "and --status; run it again (without --no-wait) to collect the results.")
+        print(
+            f"submitted {len(submitted)} job(s): {', '.join(submitted) or 'none'}. Follow them with the same command "
+            "and --status; run it again (without --no-wait) to collect the results."
+        )
     elif not args.dry_run:
-        print(f"results: {Path(args.runs_root)/args.scale/'results.csv'} (one row per run); "
-              f"records and notebooks under {Path(args.runs_root)/args.scale}/")
-    if failed: print(f'error: {failed} point(s) failed (listed above with their notebooks)', file=sys.stderr)
+        print(
+            f"results: {Path(args.runs_root) / args.scale / 'results.csv'} (one row per run); "
+            f"records and notebooks under {Path(args.runs_root) / args.scale}/"
+        )
+    if failed:
+        print(f'error: {failed} point(s) failed (listed above with their notebooks)', file=sys.stderr)
     return 1 if failed else 0
 
 # %% ../nbs/07_cli.ipynb #2491ef4f
@@ -172,16 +271,21 @@ def _default(cls, key: str):
     f = next(f for f in dataclasses.fields(cls) if f.name == key)
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
+# %% ../nbs/07_cli.ipynb #359eba34
 def _train_parser(sub):
     t = sub.add_parser('train', help='train one run and print its test accuracy (writes a record)')
     d = lambda key: _default(RunConfig, key)
     t.add_argument('--config', help='YAML or JSON file of run-config keys')
-    t.add_argument('--set', action='append', metavar='KEY=VALUE', help='set one run-config key (value read as YAML); repeatable')
+    t.add_argument(
+        '--set', action='append', metavar='KEY=VALUE', help='set one run-config key (value read as YAML); repeatable'
+    )
     t.add_argument('--dataset', choices=list_datasets(), help=f"(default: {d('dataset')})")
     t.add_argument('--root', help='folder holding the dataset (default: $RATIO_LOSSES_DATA, system folders)')
     t.add_argument('--backbone', choices=sorted(BACKBONES), help=f"(default: {d('backbone')})")
     t.add_argument('--head', choices=sorted(HEADS), help=f"(default: {d('head')})")
-    t.add_argument('--objective', help=f"the objective as YAML/JSON, e.g. '{{crl: {{alpha: 1.5}}}}' (default: {d('objective')})")
+    t.add_argument(
+        '--objective', help=f"the objective as YAML/JSON, e.g. '{{crl: {{alpha: 1.5}}}}' (default: {d('objective')})"
+    )
     t.add_argument('--epochs', type=_positive_int, help=f"(default: {d('epochs')})")
     t.add_argument('--iterations', type=_positive_int, help='train for this many steps instead of epochs')
     t.add_argument('--batch-size', type=_positive_int, help=f"(default: {d('batch_size')})")
@@ -192,59 +296,93 @@ def _train_parser(sub):
     t.add_argument('--seed', type=int, help=f"(default: {d('seed')})")
     t.add_argument('--device', help="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     t.add_argument('--amp', choices=list(AMP_DTYPES), help=f"mixed precision (default: {d('amp')})")
-    t.add_argument('--threads', type=_positive_int,
-                   help=f"CPU threads (part of the run: default {d('threads')}, as the committed records)")
-    t.add_argument('--cpu-isa', choices=CPU_ISAS,
-                   help=f"CPU kernels (default: {d('cpu_isa')}; avx2 gives the same bits on any x86-64); avx512, native")
+    t.add_argument(
+        '--threads',
+        type=_positive_int,
+        help=f"CPU threads (part of the run: default {d('threads')}, as the committed records)",
+    )
+    t.add_argument(
+        '--cpu-isa',
+        choices=CPU_ISAS,
+        help=f"CPU kernels (default: {d('cpu_isa')}; avx2 gives the same bits on any x86-64); avx512, native",
+    )
     t.add_argument('--out-dir', help='folder of the run (default: runs/train/DATASET-RUNID)')
     t.add_argument('--no-channels-last', action='store_true', help='keep the NCHW layout')
     t.add_argument('--no-progress', action='store_true', help='no progress bars')
     t.set_defaults(func=_train)
 
+# %% ../nbs/07_cli.ipynb #11018bc7
 def _launcher_options(s):
     x = s.add_argument_group('where the points run (override the preset\'s launcher: section)')
     d = lambda key: _default(Launcher, key)
-    x.add_argument('--executor', choices=list(EXECUTORS),
-                   help=f"local processes, Slurm jobs, or in-process (default: {d('executor')})")
+    x.add_argument(
+        '--executor',
+        choices=list(EXECUTORS),
+        help=f"local processes, Slurm jobs, or in-process (default: {d('executor')})",
+    )
     x.add_argument('--no-wait', action='store_true', help='submit the Slurm jobs, print their ids and return')
-    x.add_argument('--status', action='store_true', help="show each point's state (records, claims, the scheduler); run nothing")
+    x.add_argument(
+        '--status', action='store_true', help="show each point's state (records, claims, the scheduler); run nothing"
+    )
     x.add_argument('--cancel-on-interrupt', action='store_true', help='Ctrl-C cancels the started jobs without asking')
-    x.add_argument('--partition'); x.add_argument('--account'); x.add_argument('--qos')
+    x.add_argument('--partition')
+    x.add_argument('--account')
+    x.add_argument('--qos')
     x.add_argument('--time-min', type=_positive_int, help=f"time limit of each job, minutes (default {d('time_min')})")
     x.add_argument('--cpus', type=_positive_int, help=f"CPUs per task (default {d('cpus')})")
     x.add_argument('--mem-gb', type=float, help='memory per job, GB')
     x.add_argument('--gpus', type=_non_negative_int, help=f"GPUs per job (default {d('gpus')}; paper-scale presets: 1)")
     x.add_argument('--tasks', type=_positive_int, help='tasks per job: more than one trains the point data-parallel')
-    x.add_argument('--signal-delay-s', type=_non_negative_int,
-                   help=f"Slurm signals a job this long before its limit (default {d('signal_delay_s')})")
-    x.add_argument('--max-requeues', type=_non_negative_int,
-                   help=f"how often a job may requeue at its time limit (default {d('max_requeues')})")
-    x.add_argument('--points-per-job', type=_positive_int,
-                   help='points one job runs in one kept kernel (default: local, until none is left; slurm, 1; '
-                        '1: a new kernel per point)')
+    x.add_argument(
+        '--signal-delay-s',
+        type=_non_negative_int,
+        help=f"Slurm signals a job this long before its limit (default {d('signal_delay_s')})",
+    )
+    x.add_argument(
+        '--max-requeues',
+        type=_non_negative_int,
+        help=f"how often a job may requeue at its time limit (default {d('max_requeues')})",
+    )
+    x.add_argument(
+        '--points-per-job',
+        type=_positive_int,
+        help='points one job runs in one kept kernel (default: local, until none is left; slurm, 1; '
+        '1: a new kernel per point)',
+    )
     x.add_argument('--sbatch', action='append', metavar='NAME=VALUE', help='another sbatch option; repeatable')
     x.add_argument('--setup', action='append', metavar='LINE', help="a shell line each job runs first; repeatable")
 
+# %% ../nbs/07_cli.ipynb #8fee1040
 def _sweep_parser(sub):
     s = sub.add_parser('sweep', help='run presets (configs/*.yaml) through the experiment notebook')
     s.add_argument('configs', nargs='+', help='preset YAML files')
     s.add_argument('--scale', choices=list(SCALES), default='cpu')
-    s.add_argument('--workers', type=_non_negative_int, help=f"points at once: local processes (default "
-                   f"{_default(Launcher, 'workers')}), or the Slurm array's %%N (default: no limit)")
+    s.add_argument(
+        '--workers',
+        type=_non_negative_int,
+        help=f"points at once: local processes (default "
+        f"{_default(Launcher, 'workers')}), or the Slurm array's %%N (default: no limit)",
+    )
     s.add_argument('--runs-root', default='runs', help='where runs go: RUNS_ROOT/SCALE/PRESET/POINT (default: runs)')
     s.add_argument('--dry-run', action='store_true', help='list the points and their state; run nothing')
-    s.add_argument('--smoke', action='store_true', help='run every distinct configuration for two steps on fixture data, '
-                   'CPU, random weights (RUNS_ROOT/smoke/): proves the points can run')
+    s.add_argument(
+        '--smoke',
+        action='store_true',
+        help='run every distinct configuration for two steps on fixture data, '
+        'CPU, random weights (RUNS_ROOT/smoke/): proves the points can run',
+    )
     s.add_argument('--only', help='run only the points whose label matches this regular expression')
     s.add_argument('--timeout', type=float, help='seconds allowed per notebook cell')
     s.add_argument('--no-progress', action='store_true')
     _launcher_options(s)
     s.set_defaults(func=_sweep)
 
+# %% ../nbs/07_cli.ipynb #a69ba33e
 def parser() -> argparse.ArgumentParser:
     "The `ratio-losses` command line: `train`, `sweep`, `datasets`; defaults come from `RunConfig` and `Launcher`."
-    p = argparse.ArgumentParser(prog='ratio-losses',
-                                description='ratio_losses: losses for discriminative image classification, re-measured.')
+    p = argparse.ArgumentParser(
+        prog='ratio-losses', description='ratio_losses: losses for discriminative image classification, re-measured.'
+    )
     p.add_argument('--version', action='version', version=f'ratio_losses {ratio_losses.__version__}')
     sub = p.add_subparsers(dest='command', required=True)
     _train_parser(sub)
@@ -255,23 +393,31 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_datasets)
     return p
 
+# %% ../nbs/07_cli.ipynb #4b90ff97
 def _non_negative_int(s: str) -> int:
     v = int(s)
-    if v < 0: raise argparse.ArgumentTypeError(f'{s} is not an integer >= 0')
+    if v < 0:
+        raise argparse.ArgumentTypeError(f'{s} is not an integer >= 0')
     return v
 
+# %% ../nbs/07_cli.ipynb #3b1b18d2
 def _positive_int(s: str) -> int:
     v = int(s)
-    if v < 1: raise argparse.ArgumentTypeError(f'{s} is not a positive integer')
+    if v < 1:
+        raise argparse.ArgumentTypeError(f'{s} is not a positive integer')
     return v
 
+# %% ../nbs/07_cli.ipynb #670ee41f
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `ratio-losses` command."
     args = parser().parse_args(argv)
-    try: return args.func(args)
+    try:
+        return args.func(args)
     except ValueError as e:
-        print(f'error: {e}', file=sys.stderr); return 2
+        print(f'error: {e}', file=sys.stderr)
+        return 2
 
 # %% ../nbs/07_cli.ipynb #27524f37
 #| eval: false
-if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())
+if __name__ == '__main__' and 'ipykernel' not in sys.modules:
+    sys.exit(main())

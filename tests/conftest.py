@@ -34,11 +34,29 @@ def pytest_addoption(parser):
     parser.addoption('--run-slow', action='store_true', help='also run the tests marked slow (make smoke-test)')
 
 
+# The tiers (see the README's Tests): tests/unit/ runs in this process; tests/integration/ starts real processes
+# (`process`), Jupyter kernels through papermill (`kernel`), a one-node Slurm (`slurm`), the docs site in Chromium
+# (`browser`), or runs the same work twice to compare the bits (`determinism`). `make test` leaves out the last three,
+# `make test-all` runs them all.
+TIERS = {'unit': 'in-process tests (tests/unit/)',
+         'process': 'starts Python processes (the CLI, torchrun, a killed run)',
+         'kernel': 'runs Jupyter kernels through papermill (sweeps, the experiment and analysis notebooks)',
+         'slurm': 'submits to a real one-node Slurm cluster (tests/slurm_cluster.py)',
+         'browser': 'builds the docs site and opens it in Chromium',
+         'determinism': 'runs the same work twice (or against a committed reference) and compares the bits'}
+
+
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: long tests (the smoke run of every paper-scale point); need --run-slow')
+    for name, what in TIERS.items(): config.addinivalue_line('markers', f'{name}: {what}')
 
 
 def pytest_collection_modifyitems(config, items):
+    unit = Path(__file__).parent/'unit'
+    for item in items:
+        if unit in Path(item.fspath).parents: item.add_marker(pytest.mark.unit)
+        if 'slurm' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.slurm)   # the cluster fixture
+        if 'browser' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.browser)
     if config.getoption('--run-slow'): return
     skip = pytest.mark.skip(reason='slow: run with --run-slow (make smoke-test)')
     for item in items:

@@ -1,7 +1,7 @@
 """Train the small CNN without its batch norms on the digits for a few steps, in one process or under torchrun, and
 save what rank 0 ends with, for each case of CASES: `python tests/ddp_train.py OUT.pt` (or under torchrun).
 
-`tests/test_distributed.py` runs it both ways and compares: with no batch statistics in the model, N processes that
+`tests/integration/test_distributed.py` runs it both ways and compares: with no batch statistics in the model, N processes that
 share every global batch (TensorLoader's strided shares, `global_batch`, DDP's averaged gradients) must take the
 steps of one process, batch-level objectives (CC-Loss, MSL, center loss) included."""
 import sys
@@ -13,7 +13,7 @@ from ratio_losses.core import seed_everything
 from ratio_losses.data import TensorLoader, dataset_info, load_tensors
 from ratio_losses.losses import build_objective
 from ratio_losses.models import build_model
-from ratio_losses.train import distributed_context, global_batch, train_one_epoch
+from ratio_losses.training import distributed_context, global_batch, train_one_epoch
 
 
 def without_batch_norm(model: nn.Module) -> nn.Module:

@@ -1,5 +1,5 @@
 """Write tests/reference/digits_crl_avx2.json: the record of a tiny run with the CPU kernels pinned (cpu_isa avx2,
-one thread), which tests/test_reproducibility.py must reproduce bit for bit on x86-64 CPUs of the vendor it was made on
+one thread), which tests/integration/test_reproducibility.py must reproduce bit for bit on x86-64 CPUs of the vendor it was made on
 (AMD: digits_crl_avx2.json; Intel: digits_crl_avx2_intel.json, written by passing that path).
 
     .venv/bin/python tests/reference/make_reference.py      # only when a deliberate change moves the numbers
@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ratio_losses.train import run_training
+from ratio_losses.training import run_training
 
 CONFIG = {'dataset': 'digits', 'epochs': 2, 'batch_size': 64, 'lr': 0.05, 'objective': {'crl': {'alpha': 1.5, 'beta': 1.0}},
           'crop_padding': 2, 'softmax_images': 0, 'feature_images': 0, 'save_model': False, 'progress': False,
