@@ -56,7 +56,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if unit in Path(item.fspath).parents: item.add_marker(pytest.mark.unit)
         if 'slurm' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.slurm)   # the cluster fixture
-        if 'browser' in getattr(item, 'fixturenames', ()): item.add_marker(pytest.mark.browser)
     if config.getoption('--run-slow'): return
     skip = pytest.mark.skip(reason='slow: run with --run-slow (make smoke-test)')
     for item in items:

@@ -227,6 +227,17 @@ def _safe_target(target: torch.Tensor, ignore_index: int) -> torch.Tensor:
     "Targets with `ignore_index` replaced by class 0, so per-sample formulas can gather; `_reduce_samples` drops them."
     return target.masked_fill(target == ignore_index, 0)
 
+# %% ../../nbs/02_losses.checks.ipynb #228d38a6
+def _per_sample_loss(who: str, formula, logits, target, reduction, weight, ignore_index, label_smoothing, *args, **kw):
+    """What every per-sample loss repeats around its formula: the reduction and drop-in keyword checks, the inputs,
+    float logits and safe targets for `formula(x, t, *args, **kw) -> (B,)`, `F.cross_entropy`'s reduction, a finite
+    result."""
+    _check_reduction(reduction)
+    _check_dropin(who, weight, ignore_index, label_smoothing)
+    logits, target = _check_inputs(logits, target, ignore_index)
+    loss = formula(_float(logits), _safe_target(target, ignore_index), *args, **kw)
+    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+
 # %% ../../nbs/02_losses.checks.ipynb #12aaa7c3
 def _check_features(features, name: str = 'features') -> torch.Tensor:
     if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 2:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .checks import _check_crl, _check_dropin, _check_inputs
-from .checks import _check_reduction, _finite, _float
-from .checks import _reduce_samples, _safe_target
+from .checks import _check_crl
+from .checks import _per_sample_loss
 from .base import ClassificationLoss
 
 # %% auto #0
@@ -73,18 +72,15 @@ def competing_ratio_loss(
     label_smoothing: float = 0.0,
     form: str = 'paper',
 ) -> torch.Tensor:
-    """Competing ratio loss $\\beta\\log(\\alpha + \\sum_{k\\ne c} p_k) - \\log p_c$ (CRL eq. 11; defaults α = 1.5, β =
-    1
-    from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR. `weight` and `ignore_index` as in
+    """Competing ratio loss $\\beta\\log(\\alpha + \\sum_{k\\ne c} p_k) - \\log p_c$ (CRL eq. 11; defaults α = 1.5,
+    β = 1 from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR. `weight` and `ignore_index` as in
     `F.cross_entropy`; `label_smoothing` has no CRL form (an error). `form='released'`: the authors' code (see
     above)."""
     alpha, beta = _check_crl(alpha, beta)
     per_sample = _competing_ratio_released if _check_form(form) == 'released' else _competing_ratio
-    _check_reduction(reduction)
-    _check_dropin('CRL', weight, ignore_index, label_smoothing)
-    logits, target = _check_inputs(logits, target, ignore_index)
-    loss = per_sample(_float(logits), _safe_target(target, ignore_index), alpha, beta)
-    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+    return _per_sample_loss(
+        'CRL', per_sample, logits, target, reduction, weight, ignore_index, label_smoothing, alpha, beta
+    )
 
 # %% ../../nbs/02b_losses.crl.ipynb #d5cdae0d
 def nllr_loss(
@@ -204,11 +200,9 @@ def categorical_cross_entropy(
 ) -> torch.Tensor:
     """CCE $-\\log p_c - \\sum_{k\\ne c}\\log(1-p_k)$ (CRL eq. 5): one-vs-rest binary cross-entropies of the softmax
     outputs."""
-    _check_reduction(reduction)
-    _check_dropin('CCE', weight, ignore_index, label_smoothing)
-    logits, target = _check_inputs(logits, target, ignore_index)
-    loss = _categorical_cross_entropy(_float(logits), _safe_target(target, ignore_index))
-    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+    return _per_sample_loss(
+        'CCE', _categorical_cross_entropy, logits, target, reduction, weight, ignore_index, label_smoothing
+    )
 
 # %% ../../nbs/02b_losses.crl.ipynb #cf29daaf
 class CategoricalCrossEntropyLoss(ClassificationLoss):

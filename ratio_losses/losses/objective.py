@@ -35,8 +35,7 @@ from .margins import angular_softmax_loss
 from .comparisons import center_loss, focal_loss, inter_class_angular_loss
 from .margins import large_margin_softmax_loss, lgm_loss
 from .comparisons import max_entropy_loss, mutual_channel_loss
-from .checks import _check_dropin, _check_inputs, _check_reduction, _finite, _float
-from .checks import _reduce_samples, _safe_target
+from .checks import _per_sample_loss
 from ..core import ModelOutput
 
 # %% auto #0
@@ -79,11 +78,9 @@ def loss_from_formula(name: str, formula: Callable) -> tuple[Callable, type]:
         label_smoothing: float = 0.0,
         **hyperparameters,
     ):
-        _check_reduction(reduction)
-        _check_dropin(name, weight, ignore_index, label_smoothing)
-        logits, target = _check_inputs(logits, target, ignore_index)
-        loss = formula(_float(logits), _safe_target(target, ignore_index), **hyperparameters)
-        return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+        return _per_sample_loss(
+            name, formula, logits, target, reduction, weight, ignore_index, label_smoothing, **hyperparameters
+        )
 
     def __init__(
         self,
