@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import _check_dropin, _check_inputs
-from .checks import _check_reduction, _float, _not_finite, _raise_not_finite
+from .checks import _check_dropin, _check_dropin_inputs
+from .checks import _check_reduction, _finite, _float
 from ..core import ModelOutput
 
 # %% auto #0
@@ -26,25 +26,31 @@ def cross_entropy(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Cross-entropy $-\\log p_c$ (CRL eq. 3), with `F.cross_entropy`'s `weight`, `ignore_index` and `label_smoothing`
-    (and a mean of 0, not NaN, for a batch whose every target is ignored)."""
+    """Cross-entropy $-\\log p_c$ (CRL eq. 3): `F.cross_entropy`'s whole contract (logits (C), (N, C) or
+    (N, C, d1, ..., dK), class indices or probabilities, `weight`, `ignore_index`, `label_smoothing`), and a mean of 0,
+    not NaN, for a batch whose every target is ignored."""
     _check_reduction(reduction)
     _check_dropin('cross-entropy', weight, ignore_index, label_smoothing, smoothing_ok=True)
-    logits, target = _check_inputs(logits, target, ignore_index)
+    target, soft, _ = _check_dropin_inputs(logits, target, ignore_index, weight, 'cross-entropy')
     x = _float(logits)
+    w = None if weight is None else weight.to(x)
+    divide = reduction == 'mean' and not soft  # torch's mean of class indices: its sum over the kept targets' weights
     loss = F.cross_entropy(
         x,
-        target,
-        None if weight is None else weight.to(x),
+        target.to(x.dtype) if soft else target,
+        w,
         ignore_index=ignore_index,
-        reduction=reduction,
+        reduction='sum' if divide else reduction,
         label_smoothing=float(label_smoothing),
     )
-    if _not_finite(loss):
-        if reduction == 'mean' and bool((target == ignore_index).all()):  # torch's 0/0: nothing to learn from
-            return torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0).sum()  # 0, with gradient 0
-        _raise_not_finite('logits', logits)
-    return loss
+    if divide:
+        keep = target != ignore_index
+        if w is None:
+            loss = loss / keep.sum().clamp_min(1)
+        else:
+            kept = torch.where(keep, w[target.masked_fill(~keep, 0)], 0.0).sum()
+            loss = loss / kept.clamp_min(torch.finfo(x.dtype).tiny)
+    return _finite(loss, logits)
 
 # %% ../../nbs/02a_losses.base.ipynb #6c4a1e89
 class ClassificationLoss(nn.Module):
@@ -54,7 +60,7 @@ class ClassificationLoss(nn.Module):
 
     kind = 'classification'
     dropin_name: str | None = None  # how errors about the keywords name the loss (None: it takes none of them)
-    smoothing_ok = False  # whether the loss has a label-smoothed form (cross-entropy only)
+    smoothing_ok = True  # whether the loss has a label-smoothed form (all but GCE: the expectation, see checks)
 
     def __init__(self, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
         super().__init__()

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .checks import _check_cc
-from .checks import _check_reduction, _finite, _float, _reduce
+from .checks import _check_inputs, _check_reduction, _finite, _float, _reduce
 from ..core import ModelOutput, sq_distances
 from .base import cross_entropy
 
@@ -51,6 +51,7 @@ def channel_correlation_loss(
     `attention` (B, D)."""
     lam, eps = _check_cc(lam, eps)
     _check_reduction(reduction)
+    logits, target = _check_inputs(logits, target)  # batch-level: (B, C) and class indices
     ce = cross_entropy(logits, target, reduction='none')
     return _reduce(ce + lam * channel_correlation_ratio(attention, target.long(), eps), reduction)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import torch
 
 # %% auto #0
@@ -43,9 +44,9 @@ def _check_reduction(reduction: str) -> None:
 
 # %% ../../nbs/02_losses.checks.ipynb #6f15a20e
 def _check_number(name: str, value, low: float = 0.0, low_open: bool = False, what: str = '') -> float:
-    "A real hyperparameter >= low (or > low): a clear ValueError otherwise."
+    "A real hyperparameter >= low (or > low), of any real type (numpy's too): a clear ValueError otherwise."
     ok = (
-        isinstance(value, (int, float))
+        isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and math.isfinite(value)
         and (value > low if low_open else value >= low)
@@ -64,11 +65,11 @@ def _check_crl(alpha, beta) -> tuple[float, float]:
 
 # %% ../../nbs/02_losses.checks.ipynb #80822364
 def _check_k(k) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
         raise ValueError(
             f"k={k!r} must be an integer >= 1 (the number of negative classes; fine-grained eq. 10, the paper uses 15)"
         )
-    return k
+    return int(k)
 
 # %% ../../nbs/02_losses.checks.ipynb #1247670f
 def _check_cc(lam, eps) -> tuple[float, float]:
@@ -79,14 +80,18 @@ def _check_cc(lam, eps) -> tuple[float, float]:
 
 # %% ../../nbs/02_losses.checks.ipynb #bb5ce2fe
 def _check_inputs(logits, target, ignore_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "Shape and dtype checks (free), then the target range (a value check); `ignore_index` is allowed as a target."
+    """The inputs of a batch-level loss (CC, MSL, center, MC, margins): logits (B, C) and class indices (B,); shape and
+    dtype checks (free), then the target range (a value check); `ignore_index` is allowed as a target."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         raise ValueError(
             f"logits must be a floating-point tensor of shape (B, C); got {type(logits).__name__}"
             + (f" of dtype {logits.dtype}" if isinstance(logits, torch.Tensor) else '')
         )
     if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (B, C); got shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits must have shape (B, C) for this batch-level loss; got shape {tuple(logits.shape)} "
+            "(the per-sample losses take (C), (N, C) and (N, C, d1, ..., dK))"
+        )
     B, C = logits.shape
     if B == 0:
         raise ValueError("logits is an empty batch (B = 0); a loss needs at least one sample")
@@ -96,8 +101,9 @@ def _check_inputs(logits, target, ignore_index: int | None = None) -> tuple[torc
 
 # %% ../../nbs/02_losses.checks.ipynb #cba77a9d
 def _checking(t: torch.Tensor) -> bool:
-    "Value checks read tensor values: on unless switched off, or inside a torch.func transform (vmap has no .item())."
-    return _VALIDATE and not _functorch_wrapped(t)
+    """Whether the value checks run: on unless switched off, skipped while `torch.compile` traces (so that no check
+    breaks the graph) and inside a torch.func transform (vmap has no .item())."""
+    return _VALIDATE and not torch.compiler.is_compiling() and not _functorch_wrapped(t)
 
 # %% ../../nbs/02_losses.checks.ipynb #e3c4a50a
 def _functorch_wrapped(t: torch.Tensor) -> bool:
@@ -107,48 +113,75 @@ def _functorch_wrapped(t: torch.Tensor) -> bool:
         return False
 
 # %% ../../nbs/02_losses.checks.ipynb #bb285099
-def _check_target_place(target) -> None:
-    "A float matrix where the target goes is an extra passed before the target: say which order the losses take."
+def _check_target_place(target, shape: tuple | None = None) -> None:
+    """A float matrix where the target goes that is not a probability target of the logits' `shape` is an extra passed
+    before the target: say which order the losses take."""
     if isinstance(target, torch.Tensor) and target.is_floating_point() and target.ndim >= 2:
         raise ValueError(
             f"target must be the class indices (B,), second: every loss takes (input, target, *extras), "
             f"e.g. channel_correlation_loss(logits, target, attention); got a float tensor of shape "
             f"{tuple(target.shape)} in target's place (an extra passed before target?)"
+            + ('' if shape is None else f"; class probabilities have the logits' shape {shape}")
         )
 
 # %% ../../nbs/02_losses.checks.ipynb #2aca3bfd
 def _check_target(
-    target, B: int, C: int, device, name: str, shape: tuple, ignore_index: int | None = None
+    target, B, C: int, device, name: str, shape: tuple, ignore_index: int | None = None, soft_ok: bool = False
 ) -> torch.Tensor:
-    "Class indices for a batch of B samples and C classes, on `device`; `name` and `shape` say what they must match."
-    _check_target_place(target)
+    """Class indices of shape (B,) (or the tuple `B`) for C classes, on `device`; `name` and `shape` say what they must
+    match; `soft_ok`: the loss also takes class probabilities of `shape` (the message says so)."""
+    want = (B,) if isinstance(B, int) else tuple(B)
+    probabilities = isinstance(target, torch.Tensor) and target.is_floating_point() and tuple(target.shape) == shape
+    if not probabilities:
+        _check_target_place(target, shape if soft_ok else None)
     if not isinstance(target, torch.Tensor) or target.dtype not in _INT_DTYPES:
         got = target.dtype if isinstance(target, torch.Tensor) else type(target).__name__
-        raise ValueError(
-            f"target must be an integer tensor of class indices (torch.long), shape ({B},); got {got}. "
-            "Class probabilities are not supported: pass target.argmax(1) for one-hot targets"
+        also = (
+            f" or class probabilities (a float tensor of shape {shape})"
+            if soft_ok
+            else " (this loss takes class indices only: pass target.argmax(1) for one-hot targets, and train it "
+            "without mixup or cutmix)"
         )
-    if target.shape != (B,):
-        raise ValueError(f"target must have shape ({B},) to match {name} {shape}; got {tuple(target.shape)}")
+        raise ValueError(
+            f"target must be an integer tensor of class indices (torch.long) of shape {want}{also}; got {got}"
+        )
+    if tuple(target.shape) != want:
+        raise ValueError(f"target must have shape {want} to match {name} {shape}; got {tuple(target.shape)}")
     if target.device != device:
         raise ValueError(f"target is on {target.device} but {name} on {device}; move them to one device")
-    if _checking(target):
-        lo, hi = torch.aminmax(target)
-        lo, hi = lo.item(), hi.item()
-        if (lo < 0 or hi >= C) and ignore_index is not None:  # the skipped samples aside
-            lo, hi = (v.item() for v in torch.aminmax(target.masked_fill(target == ignore_index, 0)))
-        if lo < 0 or hi >= C:
-            ii = '' if ignore_index is None else f"; ignore_index={ignore_index} marks a sample to skip"
-            raise ValueError(
-                f"target holds class index {lo if lo < 0 else hi}, outside [0, {C - 1}] "
-                f"({name} have C = {C} classes{ii})"
-            )
+    _check_index_range(target, C, name, ignore_index)
     return target.long()
+
+# %% ../../nbs/02_losses.checks.ipynb #4ab233cf
+def _check_index_range(target: torch.Tensor, C: int, name: str, ignore_index: int | None = None) -> None:
+    """Every class index in [0, C) or `ignore_index` (a value check): one `aminmax` read on the CPU; on an accelerator a
+    device-side assert, which makes the host wait for nothing."""
+    if not _checking(target) or target.numel() == 0:
+        return
+    ii = '' if ignore_index is None else f"; ignore_index={ignore_index} marks a sample to skip"
+    if target.device.type != 'cpu':
+        ok = (target >= 0) & (target < C)
+        if ignore_index is not None:
+            ok = ok | (target == ignore_index)
+        torch._assert_async(
+            ok.all(), f"target holds a class index outside [0, {C - 1}] ({name} have C = {C} classes{ii})"
+        )
+        return
+    lo, hi = (v.item() for v in torch.aminmax(target))
+    if (lo < 0 or hi >= C) and ignore_index is not None:  # the skipped samples aside
+        lo, hi = (v.item() for v in torch.aminmax(target.masked_fill(target == ignore_index, 0)))
+    if lo < 0 or hi >= C:
+        raise ValueError(
+            f"target holds class index {lo if lo < 0 else hi}, outside [0, {C - 1}] ({name} have C = {C} classes{ii})"
+        )
 
 # %% ../../nbs/02_losses.checks.ipynb #61c38cfd
 def _not_finite(loss: torch.Tensor) -> bool:
-    "True where the value checks are on and `loss` holds a NaN or an infinity (one read of the value)."
-    return _checking(loss) and not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all()))
+    """True where the value checks are on, `loss` is on the CPU (a read costs no wait) and holds a NaN or an infinity;
+    on an accelerator the trainer checks its sums once per epoch instead."""
+    if not _checking(loss) or loss.device.type != 'cpu':
+        return False
+    return not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all()))
 
 # %% ../../nbs/02_losses.checks.ipynb #757217e1
 def _finite(loss: torch.Tensor, logits: torch.Tensor, name: str = 'logits') -> torch.Tensor:
@@ -163,6 +196,11 @@ class NonFiniteLossError(ValueError, FloatingPointError):
 
 # %% ../../nbs/02_losses.checks.ipynb #f61504d3
 def _raise_not_finite(name: str, values: torch.Tensor):
+    "The error of a non-finite loss: the rows of `values` (logits of any input kind, as rows of classes) at fault."
+    if values.ndim == 1:
+        values = values[None]
+    elif values.ndim > 2:
+        values = values.movedim(1, -1).reshape(-1, values.shape[1])
     bad = (~torch.isfinite(values)).any(1).nonzero().flatten().tolist()
     raise NonFiniteLossError(
         f"{name} contain NaN or infinite values (rows {bad[:10]}{' ...' if len(bad) > 10 else ''}), so the loss "
@@ -190,7 +228,7 @@ def _check_dropin(who: str, weight, ignore_index, label_smoothing: float = 0.0, 
             f"weight must be None or a 1-D float tensor of one weight per class; got "
             f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}"
         )
-    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+    if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
         raise ValueError(f"ignore_index={ignore_index!r} must be an integer (torch's default is -100)")
     if label_smoothing != 0.0 and not smoothing_ok:
         raise ValueError(
@@ -198,7 +236,7 @@ def _check_dropin(who: str, weight, ignore_index, label_smoothing: float = 0.0, 
             "label-smoothed form; use cross_entropy / CrossEntropyLoss(label_smoothing=...) for that"
         )
     if not (
-        isinstance(label_smoothing, (int, float))
+        isinstance(label_smoothing, numbers.Real)
         and not isinstance(label_smoothing, bool)
         and 0 <= label_smoothing <= 1
     ):
@@ -208,35 +246,126 @@ def _check_dropin(who: str, weight, ignore_index, label_smoothing: float = 0.0, 
 def _reduce_samples(loss: torch.Tensor, target: torch.Tensor, reduction: str, weight=None, ignore_index: int = -100):
     """Reduce per-sample losses as `F.cross_entropy` does: a sample whose target is `ignore_index` counts 0 and is left
     out of the mean; with `weight`, sample i counts weight[y_i] and the mean divides by the sum of those weights.
-    A batch whose every target is ignored has mean 0 (torch gives NaN)."""
-    if weight is None and _checking(target) and not bool((target == ignore_index).any()):
-        return _reduce(loss, reduction)  # the common case: exactly the plain reduction
+    A batch whose every target is ignored has mean 0 (torch gives NaN). No value is read: without `weight`, the mean
+    is chosen on the device between the plain mean (nothing ignored, so exactly `loss.mean()`) and the masked one."""
     keep = target != ignore_index
     w = keep.to(loss.dtype)
     if weight is not None:
         w = w * weight.to(loss)[target.masked_fill(~keep, 0)]
-    loss = torch.where(keep, loss if weight is None else loss * w, 0.0)  # an ignored row's value never reaches the sum
+    masked = torch.where(
+        keep, loss if weight is None else loss * w, 0.0
+    )  # an ignored row's value never reaches the sum
     if reduction == 'none':
-        return loss
+        return masked
     if reduction == 'sum':
-        return loss.sum()
-    return loss.sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+        return masked.sum()
+    mean = masked.sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+    return mean if weight is not None else torch.where(keep.all(), loss.mean(), mean)
 
 # %% ../../nbs/02_losses.checks.ipynb #4b338601
 def _safe_target(target: torch.Tensor, ignore_index: int) -> torch.Tensor:
     "Targets with `ignore_index` replaced by class 0, so per-sample formulas can gather; `_reduce_samples` drops them."
     return target.masked_fill(target == ignore_index, 0)
 
+# %% ../../nbs/02_losses.checks.ipynb #0d52523e
+def _check_dropin_inputs(
+    logits, target, ignore_index: int = -100, weight=None, who: str = 'the loss', soft_ok: bool = True
+) -> tuple[torch.Tensor, bool, tuple]:
+    """`torch.nn.CrossEntropyLoss`'s input kinds: logits (C), (N, C) or (N, C, d1, ..., dK), the class dimension
+    second (first without a batch); a target of class indices of the logits' shape without the class dimension, or of
+    class probabilities of the logits' shape; `weight` one per class. Returns the target, whether it holds
+    probabilities, and the shape of a `reduction='none'` result."""
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim == 0:
+        got = type(logits).__name__
+        if isinstance(logits, torch.Tensor):
+            got += f" of dtype {logits.dtype}, shape {tuple(logits.shape)}"
+        raise ValueError(
+            f"logits must be a floating-point tensor of shape (C), (N, C) or (N, C, d1, ..., dK); got {got}"
+        )
+    shape, cdim = tuple(logits.shape), 0 if logits.ndim == 1 else 1
+    C = shape[cdim]
+    if C < 2:
+        raise ValueError(f"logits {shape} have C = {C} class (dimension {cdim}); the losses need C >= 2 classes")
+    if logits.numel() == 0:
+        raise ValueError(f"logits of shape {shape} hold no sample (an empty batch); a loss needs at least one")
+    out = shape[:cdim] + shape[cdim + 1 :]
+    if weight is not None and tuple(weight.shape) != (C,):
+        raise ValueError(
+            f"weight has {weight.numel()} entries but the logits have C = {C} classes; give one weight per class"
+        )
+    soft = isinstance(target, torch.Tensor) and target.is_floating_point() and tuple(target.shape) == shape
+    if not soft:
+        return _check_target(target, out, C, logits.device, 'logits', shape, ignore_index, soft_ok), False, out
+    if not soft_ok:
+        raise ValueError(
+            f"{who} is defined for one true class and has no form for class probabilities (mixup, cutmix, soft "
+            "labels): pass class indices"
+        )
+    if target.device != logits.device:
+        raise ValueError(f"target is on {target.device} but logits on {logits.device}; move them to one device")
+    if ignore_index >= 0:
+        raise ValueError(
+            f"ignore_index={ignore_index} has no meaning for class probabilities (torch refuses it too): leave it at "
+            "-100, or give class indices"
+        )
+    return target, True, out
+
+# %% ../../nbs/02_losses.checks.ipynb #435ebaa7
+def _as_rows(logits: torch.Tensor, target: torch.Tensor, soft: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and target as rows of classes: (C) -> (1, C); (N, C, d1, ..., dK) -> (N·d1···dK, C), the class dimension
+    moved last; targets alike ((M,) indices or (M, C) probabilities). (N, C) inputs pass unchanged."""
+    if logits.ndim == 2:
+        return logits, target
+    if logits.ndim == 1:
+        return logits[None], target[None] if soft else target.reshape(1)
+    C = logits.shape[1]
+    rows = logits.movedim(1, -1).reshape(-1, C)
+    return rows, target.movedim(1, -1).reshape(-1, C) if soft else target.reshape(-1)
+
+# %% ../../nbs/02_losses.checks.ipynb #5fafd758
+def _expected_loss(L, t, soft: bool, reduction: str, weight=None, ignore_index: int = -100, label_smoothing=0.0):
+    r"""The loss of a target distribution $q$: the expectation of the per-class losses $L$ (M, C) under it,
+    $\ell(x, q) = \sum_c w_c\,q_c\,L_c(x)$, with $q$ smoothed to $(1-\varepsilon)q + \varepsilon/C$. For probabilities
+    (`soft`) the mean is over the M rows, as `F.cross_entropy` takes it; class indices with label smoothing are the
+    smoothed one-hot, ignored rows count 0 and the mean divides by the summed weights of the true classes, as torch
+    does."""
+    C = L.shape[1]
+    wL = L if weight is None else L * weight
+    if soft:
+        q = t.to(L.dtype)
+        if label_smoothing:
+            q = q * (1 - label_smoothing) + label_smoothing / C
+        loss = (q * wL).sum(1)
+        return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
+    keep = t != ignore_index
+    safe = t.masked_fill(~keep, 0)
+    loss = (1 - label_smoothing) * wL.gather(1, safe[:, None]).squeeze(1) + label_smoothing / C * wL.sum(1)
+    loss = torch.where(keep, loss, 0.0)
+    if reduction != 'mean':
+        return loss.sum() if reduction == 'sum' else loss
+    wy = keep.to(L.dtype) if weight is None else torch.where(keep, weight[safe], 0.0)
+    return loss.sum() / wy.sum().clamp_min(torch.finfo(L.dtype).tiny)
+
 # %% ../../nbs/02_losses.checks.ipynb #228d38a6
-def _per_sample_loss(who: str, formula, logits, target, reduction, weight, ignore_index, label_smoothing, *args, **kw):
-    """What every per-sample loss repeats around its formula: the reduction and drop-in keyword checks, the inputs,
-    float logits and safe targets for `formula(x, t, *args, **kw) -> (B,)`, `F.cross_entropy`'s reduction, a finite
-    result."""
+def _per_sample_loss(
+    who: str, formula, per_class, logits, target, reduction, weight, ignore_index, label_smoothing, *args, **kw
+):
+    """What every per-sample loss repeats around its formula: the reduction and drop-in keyword checks,
+    `nn.CrossEntropyLoss`'s input kinds as rows, float logits, `F.cross_entropy`'s reduction, a finite result.
+    `formula(x, t, *args, **kw) -> (M,)` is the loss of class indices t; `per_class(x, *args, **kw) -> (M, C)` the loss
+    of every class taken as the true one, which gives class probabilities and label smoothing their form
+    (`_expected_loss`); None: the loss has none (a one-line error)."""
     _check_reduction(reduction)
-    _check_dropin(who, weight, ignore_index, label_smoothing)
-    logits, target = _check_inputs(logits, target, ignore_index)
-    loss = formula(_float(logits), _safe_target(target, ignore_index), *args, **kw)
-    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+    _check_dropin(who, weight, ignore_index, label_smoothing, smoothing_ok=per_class is not None)
+    target, soft, shape = _check_dropin_inputs(logits, target, ignore_index, weight, who, per_class is not None)
+    rows, t = _as_rows(logits, target, soft)
+    x = _float(rows)
+    w = None if weight is None else weight.to(x)
+    if soft or label_smoothing:
+        loss = _expected_loss(per_class(x, *args, **kw), t, soft, reduction, w, ignore_index, float(label_smoothing))
+    else:
+        loss = _reduce_samples(formula(x, _safe_target(t, ignore_index), *args, **kw), t, reduction, w, ignore_index)
+    return _finite(loss.reshape(shape) if reduction == 'none' else loss, logits)
 
 # %% ../../nbs/02_losses.checks.ipynb #12aaa7c3
 def _check_features(features, name: str = 'features') -> torch.Tensor:

@@ -9,15 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ratio_losses.losses.checks import (
-    _check_dropin,
-    _check_inputs,
-    _check_number,
-    _check_reduction,
-    _check_target,
-    _finite,
-)
-from .checks import _check_target_place, _float, _reduce, _reduce_samples, _safe_target
+from .checks import _check_inputs, _check_number, _check_reduction, _check_target, _finite
+from .checks import _check_target_place, _float, _per_sample_loss, _reduce
 from .base import ClassificationLoss, cross_entropy
 from ..core import GeneratorState, ModelOutput
 from .margins import _features_and_class_vectors
@@ -30,10 +23,14 @@ __all__ = ['focal_loss', 'FocalLoss', 'prediction_entropy', 'max_entropy_loss', 
 
 # %% ../../nbs/02f_losses.comparisons.ipynb #1995ef07
 def _check_class_weights(alpha) -> torch.Tensor | None:
+    "Focal's α: None or one finite weight >= 0 per class (its values are not read while compiling)."
     if alpha is None:
         return None
     w = torch.as_tensor(alpha, dtype=torch.float64)
-    if w.ndim != 1 or w.numel() < 2 or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+    bad = w.ndim != 1 or w.numel() < 2
+    if not bad and not torch.compiler.is_compiling():
+        bad = not bool(torch.isfinite(w).all()) or bool((w < 0).any())
+    if bad:
         raise ValueError(f"alpha={alpha!r} must be None or one finite weight >= 0 per class (a list of C numbers)")
     return w
 
@@ -41,7 +38,33 @@ def _check_class_weights(alpha) -> torch.Tensor | None:
 def _check_focal(gamma, alpha) -> tuple[float, torch.Tensor | None]:
     return _check_number('gamma', gamma, what=' (focal loss eq. 5; the paper uses 2)'), _check_class_weights(alpha)
 
+# %% ../../nbs/02f_losses.comparisons.ipynb #1c5879e1
+def _alpha_for(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    "Focal's per-class α on the logits' device and dtype, after checking it has one weight per class."
+    if len(w) != x.shape[1]:
+        raise ValueError(f"alpha has {len(w)} class weights but the logits have C = {x.shape[1]} classes")
+    return w.to(device=x.device, dtype=x.dtype)
+
+# %% ../../nbs/02f_losses.comparisons.ipynb #8eb7b07f
+def _focal(x: torch.Tensor, target: torch.Tensor, gamma: float, w: torch.Tensor | None) -> torch.Tensor:
+    r"The focal loss per sample, $-\alpha_c(1-p_c)^\gamma\log p_c$."
+    logp_c = torch.log_softmax(x, 1).gather(1, target[:, None]).squeeze(1)
+    loss = -logp_c
+    if gamma > 0:
+        one_minus = (-torch.expm1(logp_c)).clamp_min(torch.finfo(x.dtype).tiny)
+        loss = one_minus.pow(gamma) * loss
+    return loss if w is None else _alpha_for(w, x)[target] * loss
+
 # %% ../../nbs/02f_losses.comparisons.ipynb #260ddb0d
+def _focal_every_class(x: torch.Tensor, gamma: float, w: torch.Tensor | None) -> torch.Tensor:
+    r"The focal loss with every class taken as the true one (B, C): $-\alpha_c(1-p_c)^\gamma\log p_c$."
+    logp = torch.log_softmax(x, 1)
+    loss = -logp
+    if gamma > 0:
+        loss = (-torch.expm1(logp)).clamp_min(torch.finfo(x.dtype).tiny).pow(gamma) * loss
+    return loss if w is None else _alpha_for(w, x) * loss
+
+# %% ../../nbs/02f_losses.comparisons.ipynb #7706ccbe
 def focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -54,23 +77,23 @@ def focal_loss(
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     r"""Focal loss $-\alpha_c(1-p_c)^\gamma\log p_c$ (Lin et al. 2017, eq. 5; γ = 2). `alpha`: None or one weight
-    per class (the paper's α_t: the mean stays over all samples). γ = 0 without `alpha` is cross-entropy. `weight` and
-    `ignore_index` as in `F.cross_entropy` (the mean divides by the summed weights)."""
+    per class (the paper's α_t: the mean stays over all samples). γ = 0 without `alpha` is cross-entropy. Takes
+    `F.cross_entropy`'s inputs and keywords (the mean divides by the summed weights); class probabilities q give
+    $\sum_c q_c L(x, c)$, `label_smoothing` the expectation under the smoothed target."""
     gamma, w = _check_focal(gamma, alpha)
-    _check_reduction(reduction)
-    _check_dropin('the focal loss', weight, ignore_index, label_smoothing)
-    logits, target = _check_inputs(logits, target, ignore_index)
-    x, safe = _float(logits), _safe_target(target, ignore_index)
-    logp_c = torch.log_softmax(x, 1).gather(1, safe[:, None]).squeeze(1)
-    loss = -logp_c
-    if gamma > 0:
-        one_minus = (-torch.expm1(logp_c)).clamp_min(torch.finfo(x.dtype).tiny)
-        loss = one_minus.pow(gamma) * loss
-    if w is not None:
-        if len(w) != x.shape[1]:
-            raise ValueError(f"alpha has {len(w)} class weights but the logits have C = {x.shape[1]} classes")
-        loss = w.to(device=x.device, dtype=x.dtype)[safe] * loss
-    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+    return _per_sample_loss(
+        'the focal loss',
+        _focal,
+        _focal_every_class,
+        logits,
+        target,
+        reduction,
+        weight,
+        ignore_index,
+        label_smoothing,
+        gamma,
+        w,
+    )
 
 # %% ../../nbs/02f_losses.comparisons.ipynb #4526bb33
 class FocalLoss(ClassificationLoss):
@@ -117,6 +140,18 @@ def _check_maxent_gamma(gamma) -> float:
         )
     return _check_number('gamma', gamma, what=' (the weight of the entropy; Dubey et al. 2018)')
 
+# %% ../../nbs/02f_losses.comparisons.ipynb #6eb64d72
+def _max_entropy(x: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"The maximum-entropy loss per sample, $-\log p_c - \gamma H(p)$, from one log-softmax."
+    logp = torch.log_softmax(x, 1)
+    return -logp.gather(1, target[:, None]).squeeze(1) - gamma * _entropy_from_log_probs(logp)
+
+# %% ../../nbs/02f_losses.comparisons.ipynb #26bb38c4
+def _max_entropy_every_class(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"The maximum-entropy loss with every class taken as the true one (B, C): $-\log p_c - \gamma H(p)$."
+    logp = torch.log_softmax(x, 1)
+    return -logp - gamma * _entropy_from_log_probs(logp)[:, None]
+
 # %% ../../nbs/02f_losses.comparisons.ipynb #52f6c0eb
 def max_entropy_loss(
     logits: torch.Tensor,
@@ -128,15 +163,21 @@ def max_entropy_loss(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    r"Maximum-entropy loss $-\log p_c - \gamma H(p)$ (Dubey et al. 2018). γ has no default; γ = 0 is cross-entropy."
+    r"""Maximum-entropy loss $-\log p_c - \gamma H(p)$ (Dubey et al. 2018). γ has no default; γ = 0 is cross-entropy.
+    `F.cross_entropy`'s inputs and keywords; class probabilities q give $-\sum_c q_c\log p_c - \gamma H(p)$."""
     gamma = _check_maxent_gamma(gamma)
-    _check_reduction(reduction)
-    _check_dropin('the maximum-entropy loss', weight, ignore_index, label_smoothing)
-    logits, target = _check_inputs(logits, target, ignore_index)
-    logp = torch.log_softmax(_float(logits), 1)  # one pass for both terms
-    safe = _safe_target(target, ignore_index)
-    loss = -logp.gather(1, safe[:, None]).squeeze(1) - gamma * _entropy_from_log_probs(logp)
-    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+    return _per_sample_loss(
+        'the maximum-entropy loss',
+        _max_entropy,
+        _max_entropy_every_class,
+        logits,
+        target,
+        reduction,
+        weight,
+        ignore_index,
+        label_smoothing,
+        gamma,
+    )
 
 # %% ../../nbs/02f_losses.comparisons.ipynb #57abca9d
 class MaxEntropyLoss(ClassificationLoss):
@@ -195,6 +236,7 @@ def center_loss(
     r"""Center loss $L_{CE} + \lambda L_C$ (Wen et al. 2016, eq. 5; λ = 0.003): `CenterLoss`'s arguments, then the
     `centers` (C, D) the module keeps (the module also moves them, eq. 4; this function does not)."""
     lam, _ = _check_center(lam, 0.5)
+    logits, target = _check_inputs(logits, target)  # batch-level: (B, C) and class indices
     return cross_entropy(logits, target, reduction) + lam * center_term(features, target, centers, reduction)
 
 # %% ../../nbs/02f_losses.comparisons.ipynb #8fe716b0

@@ -24,6 +24,17 @@ def _log_competing_odds(x: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
     "$u = \\log\\frac{1-p_c}{p_c} = \\log\\sum_{k\\ne c}e^{x_k} - x_c$ (B,): a log-sum-exp over the other classes."
     return torch.logsumexp(x.scatter(1, t1, float('-inf')), 1) - x.gather(1, t1).squeeze(1)
 
+# %% ../../nbs/02b_losses.crl.ipynb #ff97e176
+def _log_one_minus_p(logp: torch.Tensor) -> torch.Tensor:
+    r"""$\log(1 - p_k)$ for every class from the log-probabilities (B, C), to full relative precision. Every class but a
+    row's most probable one has $p_k \le 1/2$, where `log1p(-p)` is exact. The most probable one may have $p$ within
+    rounding of 1 (a wrong class ahead by 17 logits in float32): its $\log(1-p_m) = \log\sum_{j\ne m}p_j$ is a
+    log-sum-exp over the others. Its `log1p` input is set to 0 first, so that no infinite derivative meets the zero
+    gradient of the replaced entry (0 · ∞ would be NaN)."""
+    m = logp.argmax(1, keepdim=True)
+    rest = torch.logsumexp(logp.scatter(1, m, float('-inf')), 1, keepdim=True)  # log(1 - p_m), exactly
+    return torch.log1p(-logp.exp().scatter(1, m, 0.0)).scatter(1, m, rest)
+
 # %% ../../nbs/02b_losses.crl.ipynb #41458866
 def _competing_ratio(x: torch.Tensor, target: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
     "CRL (and CE, NLLR) per sample, $\\beta\\log(\\alpha + 1 - p_c) - \\log p_c$, from differentiable torch ops only."
@@ -38,6 +49,17 @@ def _competing_ratio(x: torch.Tensor, target: torch.Tensor, alpha: float, beta: 
     lt = F.logsigmoid(u) if alpha == 0 else torch.log(torch.sigmoid(u) + alpha)  # log(alpha + 1 - p_c)
     return F.softplus(u) + beta * lt  # -log p_c = softplus(u)
 
+# %% ../../nbs/02b_losses.crl.ipynb #3fb4737d
+def _competing_ratio_every_class(x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    r"""CRL's per-sample loss with every class taken as the true one (B, C): $L_c = \beta\log(\alpha + 1 - p_c) -
+    \log p_c$, with $1 - p_c$ to full relative precision (`_log_one_minus_p`), for class probabilities and label
+    smoothing."""
+    logp = torch.log_softmax(x, 1)
+    if not beta:
+        return -logp
+    l1mp = _log_one_minus_p(logp)  # log(1 - p_c), exact however confident the row
+    return beta * (torch.log(alpha + l1mp.exp()) if alpha else l1mp) - logp
+
 # %% ../../nbs/02b_losses.crl.ipynb #22d06f65
 CRL_FORMS = ('paper', 'released')
 RELEASED_EPS = 1e-7  # the released code's clamp of the softmax and its term inside the log
@@ -48,6 +70,12 @@ def _competing_ratio_released(x: torch.Tensor, target: torch.Tensor, alpha: floa
     $\\log((\\alpha + 1 - \\tilde p_c)^\\beta/\\tilde p_c + 10^{-7})$, $\\tilde p_c$ the softmax clamped to $[10^{-7},
     1-10^{-7}]$."""
     p = torch.softmax(x, 1).gather(1, target[:, None]).squeeze(1).clamp(RELEASED_EPS, 1 - RELEASED_EPS)
+    return torch.log((alpha + 1 - p) ** beta / p + RELEASED_EPS)
+
+# %% ../../nbs/02b_losses.crl.ipynb #c5943bf2
+def _competing_ratio_released_every_class(x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    "The released form with every class taken as the true one (B, C), for class probabilities and label smoothing."
+    p = torch.softmax(x, 1).clamp(RELEASED_EPS, 1 - RELEASED_EPS)
     return torch.log((alpha + 1 - p) ** beta / p + RELEASED_EPS)
 
 # %% ../../nbs/02b_losses.crl.ipynb #ac72d066
@@ -73,13 +101,23 @@ def competing_ratio_loss(
     form: str = 'paper',
 ) -> torch.Tensor:
     """Competing ratio loss $\\beta\\log(\\alpha + \\sum_{k\\ne c} p_k) - \\log p_c$ (CRL eq. 11; defaults α = 1.5,
-    β = 1 from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR. `weight` and `ignore_index` as in
-    `F.cross_entropy`; `label_smoothing` has no CRL form (an error). `form='released'`: the authors' code (see
-    above)."""
+    β = 1 from Table I). `beta=0` is cross-entropy, `alpha=0, beta=1` is NLLR. Takes `F.cross_entropy`'s inputs and
+    keywords: class probabilities q give $\\sum_c q_c L(x, c)$, and `label_smoothing` the expectation under the
+    smoothed target. `form='released'`: the authors' code (see above)."""
     alpha, beta = _check_crl(alpha, beta)
-    per_sample = _competing_ratio_released if _check_form(form) == 'released' else _competing_ratio
+    released = _check_form(form) == 'released'
     return _per_sample_loss(
-        'CRL', per_sample, logits, target, reduction, weight, ignore_index, label_smoothing, alpha, beta
+        'CRL',
+        _competing_ratio_released if released else _competing_ratio,
+        _competing_ratio_released_every_class if released else _competing_ratio_every_class,
+        logits,
+        target,
+        reduction,
+        weight,
+        ignore_index,
+        label_smoothing,
+        alpha,
+        beta,
     )
 
 # %% ../../nbs/02b_losses.crl.ipynb #d5cdae0d
@@ -94,7 +132,8 @@ def nllr_loss(
     form: str = 'paper',
 ) -> torch.Tensor:
     """Negative log-likelihood ratio $\\log\\frac{1-p_c}{p_c}$ (CRL eq. 9-10; Zhu et al.): CRL with α = 0, β = 1.
-    `form='released'`: $\\log((1-\\tilde p_c)/\\tilde p_c + 10^{-7})$, the authors' code, bounded below."""
+    `form='released'`: $\\log((1-\\tilde p_c)/\\tilde p_c + 10^{-7})$, the authors' code, bounded below. Class
+    probabilities and `label_smoothing` as in `competing_ratio_loss`."""
     return competing_ratio_loss(
         logits,
         target,
@@ -170,23 +209,20 @@ class CompetingRatioLoss(ClassificationLoss):
             logits, target, self.alpha, self.beta, self.reduction, **self.dropin(), form=self.form
         )
 
-# %% ../../nbs/02b_losses.crl.ipynb #ff97e176
-def _log_one_minus_p(logp: torch.Tensor) -> torch.Tensor:
-    r"""$\log(1 - p_k)$ for every class from the log-probabilities (B, C), to full relative precision. Every class but a
-    row's most probable one has $p_k \le 1/2$, where `log1p(-p)` is exact. The most probable one may have $p$ within
-    rounding of 1 (a wrong class ahead by 17 logits in float32): its $\log(1-p_m) = \log\sum_{j\ne m}p_j$ is a
-    log-sum-exp over the others. Its `log1p` input is set to 0 first, so that no infinite derivative meets the zero
-    gradient of the replaced entry (0 · ∞ would be NaN)."""
-    m = logp.argmax(1, keepdim=True)
-    rest = torch.logsumexp(logp.scatter(1, m, float('-inf')), 1, keepdim=True)  # log(1 - p_m), exactly
-    return torch.log1p(-logp.exp().scatter(1, m, 0.0)).scatter(1, m, rest)
-
 # %% ../../nbs/02b_losses.crl.ipynb #21f1daa9
 def _categorical_cross_entropy(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     r"CCE per sample (CRL eq. 5), $-\log p_c - \sum_{k\ne c}\log(1-p_k)$, in log space from differentiable torch ops."
     t1 = target[:, None]
     logp = torch.log_softmax(x, 1)
     return -logp.gather(1, t1).squeeze(1) - _log_one_minus_p(logp).scatter(1, t1, 0.0).sum(1)
+
+# %% ../../nbs/02b_losses.crl.ipynb #8310903c
+def _categorical_cross_entropy_every_class(x: torch.Tensor) -> torch.Tensor:
+    r"""CCE with every class taken as the true one (B, C): $L_c = -\log p_c - \sum_k \log(1-p_k) + \log(1-p_c)$, for
+    class probabilities and label smoothing."""
+    logp = torch.log_softmax(x, 1)
+    l1mp = _log_one_minus_p(logp)
+    return l1mp - l1mp.sum(1, keepdim=True) - logp
 
 # %% ../../nbs/02b_losses.crl.ipynb #c55c6f8f
 def categorical_cross_entropy(
@@ -199,9 +235,17 @@ def categorical_cross_entropy(
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """CCE $-\\log p_c - \\sum_{k\\ne c}\\log(1-p_k)$ (CRL eq. 5): one-vs-rest binary cross-entropies of the softmax
-    outputs."""
+    outputs. `F.cross_entropy`'s inputs and keywords; class probabilities as in `competing_ratio_loss`."""
     return _per_sample_loss(
-        'CCE', _categorical_cross_entropy, logits, target, reduction, weight, ignore_index, label_smoothing
+        'CCE',
+        _categorical_cross_entropy,
+        _categorical_cross_entropy_every_class,
+        logits,
+        target,
+        reduction,
+        weight,
+        ignore_index,
+        label_smoothing,
     )
 
 # %% ../../nbs/02b_losses.crl.ipynb #cf29daaf

@@ -8,9 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .checks import _check_dropin, _check_inputs, _check_k
-from .checks import _check_reduction, _finite, _float
-from .checks import _reduce_samples, _safe_target
+from .checks import _check_k, _per_sample_loss
 from .base import ClassificationLoss
 
 # %% auto #0
@@ -29,6 +27,13 @@ def _gradient_boosting_ce(x: torch.Tensor, target: torch.Tensor, k: int) -> torc
     return F.softplus(torch.logsumexp(x.masked_fill(outside, float('-inf')), 1) - x.gather(1, t1).squeeze(1))
 
 # %% ../../nbs/02c_losses.gce.ipynb #e50fbfd1
+def _gradient_boosting_rows(x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    "GCE per sample; with k >= C - 1 every negative is kept, and it is plain cross-entropy."
+    if k >= x.shape[1] - 1:
+        return F.cross_entropy(x, target, reduction='none')
+    return _gradient_boosting_ce(x, target, k)
+
+# %% ../../nbs/02c_losses.gce.ipynb #501978fc
 def gradient_boosting_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -39,23 +44,19 @@ def gradient_boosting_cross_entropy(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    "GCE: cross-entropy over the true class and the k highest-scoring negatives (fine-grained eq. 10-12; k = 15)."
-    _check_k(k)
-    _check_reduction(reduction)
-    _check_dropin('GCE', weight, ignore_index, label_smoothing)
-    logits, target = _check_inputs(logits, target, ignore_index)
-    x, safe = _float(logits), _safe_target(target, ignore_index)
-    if k >= logits.shape[1] - 1:
-        loss = F.cross_entropy(x, safe, reduction='none')  # every negative is kept: plain CE
-    else:
-        loss = _gradient_boosting_ce(x, safe, k)
-    return _finite(_reduce_samples(loss, target, reduction, weight, ignore_index), logits)
+    """GCE: cross-entropy over the true class and the k highest-scoring negatives (fine-grained eq. 10-12; k = 15).
+    Logits (C), (N, C) or (N, C, d1, ..., dK) with class indices, `weight`, `ignore_index`; class probabilities and
+    `label_smoothing` are an error (the negatives are ranked against one true class)."""
+    k = _check_k(k)
+    return _per_sample_loss(
+        'GCE', _gradient_boosting_rows, None, logits, target, reduction, weight, ignore_index, label_smoothing, k
+    )
 
 # %% ../../nbs/02c_losses.gce.ipynb #bfaf7da9
 class GradientBoostingCrossEntropyLoss(ClassificationLoss):
     "GCE: cross-entropy over the true class and the k most confusing negatives (fine-grained eq. 12; k = 15)."
 
-    dropin_name = 'GCE'
+    dropin_name, smoothing_ok = 'GCE', False  # its negatives are ranked against one true class
 
     def __init__(
         self, k: int = 15, reduction: str = 'mean', weight=None, ignore_index: int = -100, label_smoothing: float = 0.0

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checks import _check_number
-from .checks import _check_reduction, _float, _reduce
+from .checks import _check_inputs, _check_reduction, _float, _reduce
 from ..core import ModelOutput, sq_distances
 from .base import cross_entropy
 
@@ -56,6 +56,7 @@ def mixture_separability_loss(
     _check_reduction(reduction)
     total = 0
     for q in exits:
+        q, target = _check_inputs(q, target)  # batch-level: (B, C) and class indices
         total = total + cross_entropy(q, target, reduction='none') + within_class_loss(_float(q), target.long(), xi)
     return _reduce(total / len(exits), reduction)
 

@@ -61,12 +61,30 @@ REGISTRY: dict[str, LossEntry] = {}
 LOSSES: dict[str, type] = {}  # name -> loss module (derived from REGISTRY)
 FUNCTIONS: dict[str, Callable] = {}  # name -> functional twin (derived from REGISTRY)
 
+# %% ../../nbs/02h_losses.objective.ipynb #752c7b5e
+def _every_class(formula: Callable) -> Callable:
+    "The per-class losses (B, C) of a per-sample formula: the formula with every class as the target, one pass each."
+
+    def per_class(x, *args, **hp):
+        def of(c):
+            return formula(x, torch.full(x.shape[:1], c, dtype=torch.long, device=x.device), *args, **hp)
+
+        return torch.stack([of(c) for c in range(x.shape[1])], 1)
+
+    return per_class
+
 # %% ../../nbs/02h_losses.objective.ipynb #4cdc979f
-def loss_from_formula(name: str, formula: Callable) -> tuple[Callable, type]:
+def loss_from_formula(
+    name: str, formula: Callable, per_class: Callable | None = None
+) -> tuple[Callable, type]:
     """The functional loss and the loss module of a per-sample `formula(x, target, **hyperparameters) -> (B,)` on float
-    logits `x` (B, C) and class indices: the shared prologue (reduction, `weight`/`ignore_index`, inputs, dtype,
-    ignored targets, finite result) is added here, so a new loss is only its formula."""
+    logits `x` (B, C) and class indices: the shared prologue (reduction, `weight`/`ignore_index`, the input kinds of
+    `nn.CrossEntropyLoss`, dtype, ignored targets, finite result) is added here, so a new loss is only its formula.
+    Class probabilities and `label_smoothing` take the expectation of the loss over the target: `per_class(x, **hp)
+    -> (B, C)` gives the loss of every class as the true one in closed form; without it the formula is evaluated once
+    per class."""
     hp = [p for p in inspect.signature(formula).parameters.values()][2:]
+    every_class = per_class or _every_class(formula)
 
     def function(
         logits,
@@ -79,7 +97,16 @@ def loss_from_formula(name: str, formula: Callable) -> tuple[Callable, type]:
         **hyperparameters,
     ):
         return _per_sample_loss(
-            name, formula, logits, target, reduction, weight, ignore_index, label_smoothing, **hyperparameters
+            name,
+            formula,
+            every_class,
+            logits,
+            target,
+            reduction,
+            weight,
+            ignore_index,
+            label_smoothing,
+            **hyperparameters,
         )
 
     def __init__(
@@ -125,6 +152,7 @@ def register_loss(
     name: str,
     formula: Callable | None = None,
     *,
+    per_class: Callable | None = None,
     module: type | None = None,
     function: Callable | None = None,
     label: str | None = None,
@@ -135,13 +163,15 @@ def register_loss(
 ) -> LossEntry:
     """Make `name` a loss of configs, figures and tables: give a per-sample `formula` (see `loss_from_formula`) or a
     `module` with its functional twin `function`; `label` and `color` for figures; `head` (and `normalize`) where it
-    reads a head's output, `reads` saying what. Returns the entry; registering a name again replaces it."""
+    reads a head's output, `reads` saying what; `per_class` the formula's loss of every class as the true one
+    (B, C), where it has a closed form (class probabilities, label smoothing). Returns the entry; registering a name
+    again replaces it."""
     if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
         raise ValueError(f"loss name {name!r} must be a lower-case identifier, such as 'crl' (configs name it)")
     if (formula is None) == (module is None and function is None):
         raise ValueError(f"register_loss({name!r}): give either a per-sample formula or module= and function=")
     if formula is not None:
-        function, module = loss_from_formula(name, formula)
+        function, module = loss_from_formula(name, formula, per_class)
     if module is None or function is None:
         raise ValueError(f"register_loss({name!r}): give both module= (the nn.Module) and function= (its twin)")
     if not (
