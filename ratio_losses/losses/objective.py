@@ -55,6 +55,7 @@ class LossEntry:
     head: str | None = None  # the head whose output the loss reads (None: any head)
     normalize: bool | None = None  # the `normalize` head option it needs (None: either)
     reads: str = ''  # what it reads of that head, for the error that names the head to use
+    probabilities: bool = False  # takes class probabilities as targets (mixup, cutmix): the expectation form
 
 
 REGISTRY: dict[str, LossEntry] = {}
@@ -74,9 +75,7 @@ def _every_class(formula: Callable) -> Callable:
     return per_class
 
 # %% ../../nbs/02h_losses.objective.ipynb #4cdc979f
-def loss_from_formula(
-    name: str, formula: Callable, per_class: Callable | None = None
-) -> tuple[Callable, type]:
+def loss_from_formula(name: str, formula: Callable, per_class: Callable | None = None) -> tuple[Callable, type]:
     """The functional loss and the loss module of a per-sample `formula(x, target, **hyperparameters) -> (B,)` on float
     logits `x` (B, C) and class indices: the shared prologue (reduction, `weight`/`ignore_index`, the input kinds of
     `nn.CrossEntropyLoss`, dtype, ignored targets, finite result) is added here, so a new loss is only its formula.
@@ -160,12 +159,14 @@ def register_loss(
     head: str | None = None,
     normalize: bool | None = None,
     reads: str = '',
+    probabilities: bool | None = None,
 ) -> LossEntry:
     """Make `name` a loss of configs, figures and tables: give a per-sample `formula` (see `loss_from_formula`) or a
     `module` with its functional twin `function`; `label` and `color` for figures; `head` (and `normalize`) where it
     reads a head's output, `reads` saying what; `per_class` the formula's loss of every class as the true one
-    (B, C), where it has a closed form (class probabilities, label smoothing). Returns the entry; registering a name
-    again replaces it."""
+    (B, C), where it has a closed form (class probabilities, label smoothing); `probabilities` whether it takes class
+    probabilities as targets (mixup, cutmix; None: yes for a formula, which gets the expectation form). Returns the
+    entry; registering a name again replaces it."""
     if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
         raise ValueError(f"loss name {name!r} must be a lower-case identifier, such as 'crl' (configs name it)")
     if (formula is None) == (module is None and function is None):
@@ -183,16 +184,24 @@ def register_loss(
             f"register_loss({name!r}): module must be an nn.Module class with kind 'classification' or "
             f"'regularizer' (subclass ratio_losses.losses.ClassificationLoss); got {module!r}"
         )
-    entry = LossEntry(name, module, function, label or name.upper(), color, head, normalize, reads)
+    soft = formula is not None if probabilities is None else bool(probabilities)
+    entry = LossEntry(name, module, function, label or name.upper(), color, head, normalize, reads, soft)
     REGISTRY[name], LOSSES[name], FUNCTIONS[name] = entry, module, function
     return entry
 
 # %% ../../nbs/02h_losses.objective.ipynb #cd8742cb
-register_loss('ce', module=CrossEntropyLoss, function=cross_entropy, label='CE', color='#1f77b4')
-register_loss('nllr', module=NLLRLoss, function=nllr_loss, label='NLLR', color='#ff7f0e')
-register_loss('crl', module=CompetingRatioLoss, function=competing_ratio_loss, label='CRL', color='#2ca02c')
+register_loss('ce', module=CrossEntropyLoss, function=cross_entropy, label='CE', color='#1f77b4', probabilities=True)
+register_loss('nllr', module=NLLRLoss, function=nllr_loss, label='NLLR', color='#ff7f0e', probabilities=True)
 register_loss(
-    'cce', module=CategoricalCrossEntropyLoss, function=categorical_cross_entropy, label='CCE', color='#9467bd'
+    'crl', module=CompetingRatioLoss, function=competing_ratio_loss, label='CRL', color='#2ca02c', probabilities=True
+)
+register_loss(
+    'cce',
+    module=CategoricalCrossEntropyLoss,
+    function=categorical_cross_entropy,
+    label='CCE',
+    color='#9467bd',
+    probabilities=True,
 )
 register_loss(
     'gce',
@@ -210,8 +219,8 @@ register_loss(
     reads="the channel-attention vectors of the SE head",
 )
 register_loss('msl', module=MixtureSeparabilityLoss, function=mixture_separability_loss, label='MSL')
-register_loss('focal', module=FocalLoss, function=focal_loss, label='Focal', color='#393b79')
-register_loss('maxent', module=MaxEntropyLoss, function=max_entropy_loss, label='MaxEnt')
+register_loss('focal', module=FocalLoss, function=focal_loss, label='Focal', color='#393b79', probabilities=True)
+register_loss('maxent', module=MaxEntropyLoss, function=max_entropy_loss, label='MaxEnt', probabilities=True)
 register_loss('center', module=CenterLoss, function=center_loss, label='Center')
 register_loss(
     'lsoftmax',

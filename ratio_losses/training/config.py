@@ -22,8 +22,9 @@ from ..losses.objective import REGISTRY, build_objective, objective_terms
 from ..models.build import BACKBONES, HEADS
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'CONFIG_KEYS', 'RunConfig', 'check_schedule',
-           'check_pairing', 'check_config', 'config_from_dict', 'config_identity', 'run_id', 'amp_autocast']
+__all__ = ['SCHEDULES', 'AMP_DTYPES', 'INITS', 'OPERATIONAL_KEYS', 'DIVERGENCE', 'IDENTITY_DEFAULTS', 'CONFIG_KEYS', 'RunConfig',
+           'check_schedule', 'check_pairing', 'check_mixing', 'check_config', 'config_from_dict', 'config_identity',
+           'run_id', 'amp_autocast']
 
 # %% ../../nbs/04_training.config.ipynb #5f25f944
 SCHEDULES = ('constant', 'multistep', 'step', 'every', 'cosine')
@@ -43,6 +44,8 @@ class RunConfig:
     image_size: int | None = None  # resize (datasets read from disk)
     crop_padding: int = 0  # random crop with this zero padding
     hflip: bool = False  # random horizontal flips
+    mixup_alpha: float = 0.0  # mixup's Beta(α, α) (torchvision.transforms.v2.MixUp); 0: off
+    cutmix_alpha: float = 0.0  # cutmix's Beta(α, α) (v2.CutMix); 0: off; both > 0: one of the two per batch
     backbone: str = 'small_cnn'
     backbone_options: dict = field(default_factory=dict)
     head: str = 'linear'
@@ -99,6 +102,7 @@ OPERATIONAL_KEYS = (
     'sync_batchnorm',
 )
 DIVERGENCE = ('error', 'record')
+IDENTITY_DEFAULTS = {'mixup_alpha': 0.0, 'cutmix_alpha': 0.0}  # keys added after records were committed (below)
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 # %% ../../nbs/04_training.config.ipynb #ecd1be81
@@ -209,6 +213,25 @@ def check_pairing(head: str, head_options: dict, objective, num_classes: int | N
                 stacklevel=3,
             )
 
+# %% ../../nbs/04_training.config.ipynb #ecebb14b
+def check_mixing(mixup_alpha, cutmix_alpha, objective) -> None:
+    """Mixup and cutmix turn the targets into class probabilities: their α must be numbers >= 0, and where one is on,
+    the objective must be one loss registered as taking probabilities (CE, NLLR, CRL, CCE, focal, max-entropy, a loss
+    given as a formula), with no batch-level regulariser."""
+    for k, v in (('mixup_alpha', mixup_alpha), ('cutmix_alpha', cutmix_alpha)):
+        _need(_number(v) and v >= 0, f"{k}={v!r} must be a number >= 0 (the Beta(α, α) of {k[:-6]}; 0 turns it off)")
+    if not (mixup_alpha or cutmix_alpha):
+        return
+    terms = list(objective_terms(objective))
+    takes = [n for n in REGISTRY if REGISTRY[n].probabilities]
+    wrong = [n for n in terms if n not in takes]
+    _need(
+        not wrong and len(terms) == 1,
+        f"mixup_alpha/cutmix_alpha make the targets class probabilities, which objective {'+'.join(terms)!r} does not "
+        f"take ({', '.join(map(repr, wrong or terms[1:]))}: class indices only); use one of {', '.join(takes)}, or "
+        "set mixup_alpha and cutmix_alpha to 0",
+    )
+
 # %% ../../nbs/04_training.config.ipynb #d1e64141
 def check_config(config: RunConfig) -> RunConfig:
     "Raise a `ValueError` naming the key and the valid values for anything wrong in `config`; returns it."
@@ -223,6 +246,7 @@ def check_config(config: RunConfig) -> RunConfig:
     except (ValueError, TypeError) as e:
         raise ValueError(f"objective={c.objective!r}: {e}") from None
     check_pairing(c.head, c.head_options, c.objective, dataset_info(c.dataset).num_classes)
+    check_mixing(c.mixup_alpha, c.cutmix_alpha, c.objective)
     _need(c.init in INITS, _choices('init', c.init, INITS))
     _need(c.amp in AMP_DTYPES, _choices('amp', c.amp, list(AMP_DTYPES)))
     _need(
@@ -266,9 +290,16 @@ RunConfig.from_dict = staticmethod(config_from_dict)
 
 
 def config_identity(config: RunConfig | dict) -> dict:
-    "The keys that define the result of a run (everything but the operational ones), normalised through JSON."
+    """The keys that define the result of a run (everything but the operational ones), normalised through JSON. A key
+    added after records were committed (`IDENTITY_DEFAULTS`) is left out at its default, so those records keep their
+    run ids and a record written before it existed still matches its run."""
     d = dataclasses.asdict(config) if isinstance(config, RunConfig) else dict(config)
-    return json.loads(json.dumps({k: v for k, v in d.items() if k not in OPERATIONAL_KEYS}, sort_keys=True))
+    keep = {
+        k: v
+        for k, v in d.items()
+        if k not in OPERATIONAL_KEYS and not (k in IDENTITY_DEFAULTS and v == IDENTITY_DEFAULTS[k])
+    }
+    return json.loads(json.dumps(keep, sort_keys=True))
 
 # %% ../../nbs/04_training.config.ipynb #fb341e6f
 def run_id(config: RunConfig | dict) -> str:

@@ -16,7 +16,7 @@ from .metrics import Metrics
 from .distributed import global_batch
 
 # %% auto #0
-__all__ = ['LOSS_TRACE_EVERY', 'kaiming_init_', 'train_one_epoch', 'evaluate', 'EpochEvents']
+__all__ = ['LOSS_TRACE_EVERY', 'kaiming_init_', 'batch_mixer', 'train_one_epoch', 'evaluate', 'EpochEvents']
 
 # %% ../../nbs/04i_training.loop.ipynb #7e067af7
 def kaiming_init_(model: nn.Module) -> nn.Module:
@@ -30,6 +30,21 @@ def kaiming_init_(model: nn.Module) -> nn.Module:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return model
+
+# %% ../../nbs/04i_training.loop.ipynb #679fad25
+def batch_mixer(mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, num_classes: int | None = None) -> Callable | None:
+    """Mixup (Zhang et al. 2018) and cutmix (Yun et al. 2019) of a batch `(x, y) -> (x, q)`, from
+    `torchvision.transforms.v2`, as torchvision's classification references use them: one of the two chosen at random
+    per batch where both α are > 0. `q` (B, C) are class probabilities; None where both are off. The draws use torch's
+    global generator, which the trainer seeds and checkpoints."""
+    if not (mixup_alpha or cutmix_alpha):
+        return None
+    from torchvision.transforms import v2
+
+    mixers = [
+        m(alpha=float(a), num_classes=num_classes) for m, a in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha)) if a
+    ]
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
 
 # %% ../../nbs/04i_training.loop.ipynb #a68b6089
 LOSS_TRACE_EVERY = 50  # training steps per entry of an epoch's `train_loss_trace`
@@ -49,10 +64,12 @@ def train_one_epoch(
     max_steps: int | None = None,
     progress: bool = True,
     desc: str = 'train',
+    mix: Callable | None = None,
 ) -> dict:
     """Train for one pass over `loader` (or `max_steps` batches); `scheduler.step()` after every batch. Mean loss, error
     and terms; the largest |logit| seen, and the mean loss of every `LOSS_TRACE_EVERY` steps (read at the epoch's
-    end)."""
+    end). `mix(x, y)`: mixup or cutmix of each batch on the device (`batch_mixer`); the training error is then
+    against each sample's most probable class."""
     model.train()
     if isinstance(objective, nn.Module):
         objective.train()
@@ -62,6 +79,8 @@ def train_one_epoch(
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, total=min(len(loader), max_steps or len(loader)))
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if mix is not None:
+            x, y = mix(x, y)  # class probabilities (B, C)
         if channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with amp_autocast(device, amp):
@@ -81,7 +100,7 @@ def train_one_epoch(
         sums += torch.stack(
             [
                 loss.detach().double() * n,
-                (output.logits.detach().argmax(1) != y).sum().double(),
+                (output.logits.detach().argmax(1) != (y.argmax(1) if y.is_floating_point() else y)).sum().double(),
                 torch.tensor(float(n), dtype=torch.float64, device=device),
             ]
         )

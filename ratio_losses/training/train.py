@@ -41,7 +41,7 @@ from .run_data import RunData, _check_pretrained, build_data
 from .artifacts import collect_artifacts
 from ..losses.objective import build_objective
 from ..models.build import build_model
-from .loop import EpochEvents, evaluate, kaiming_init_, train_one_epoch
+from .loop import EpochEvents, batch_mixer, evaluate, kaiming_init_, train_one_epoch
 
 # %% auto #0
 __all__ = ['prepare_config', 'check_sync_batchnorm', 'set_backends', 'RunPlace', 'run_place', 'previous_record',
@@ -163,6 +163,7 @@ class TrainingRun:
     epochs: int
     ordinal: bool
     events: Any = None
+    mix: Any = None  # mixup / cutmix of each training batch (training.loop.batch_mixer)
     history: list = field(default_factory=list)
     start_epoch: int = 0
     resumed_at: list = field(default_factory=list)  # [the epoch this process resumed after], or []
@@ -225,6 +226,7 @@ def start_run(
     if ckpt is not None:
         restore(run, ckpt)
     run.events = EpochEvents(place.out / 'tensorboard', run.start_epoch, enabled=c.tensorboard and rank == 0)
+    run.mix = batch_mixer(c.mixup_alpha, c.cutmix_alpha, data.num_classes)
     if c.sync_batchnorm and world > 1:
         run.model = nn.SyncBatchNorm.convert_sync_batchnorm(run.model)  # same keys
     run.net = run.model
@@ -349,6 +351,7 @@ def train_epochs(run: TrainingRun) -> tuple[dict | None, dict | None]:
                 max_steps=min(left, run.steps_per_epoch),
                 progress=c.progress and run.rank == 0,
                 desc=f'epoch {epoch + 1}/{run.epochs}',
+                mix=run.mix,
             )
             te = _evaluate(run)
         except FloatingPointError as e:  # a non-finite loss (NonFiniteLossError is one too)

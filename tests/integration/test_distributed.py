@@ -50,6 +50,16 @@ def test_two_processes_take_the_steps_of_one(one_and_two, case):
         if isinstance(v, torch.Tensor): torch.testing.assert_close(b['objective_state'][k], v, rtol=0, atol=tol, equal_nan=True)
 
 
+def test_mixup_and_cutmix_train_under_data_parallelism(one_and_two):
+    """Each process mixes its own share of the batch (as torchvision's references do), so N processes do not take the
+    steps of one here; the class probabilities are gathered with the outputs, and the run trains."""
+    for res in one_and_two:
+        mixed, plain = res['crl mixed'], res['crl']
+        assert all(torch.isfinite(torch.tensor(e['loss'])) for e in mixed['epochs'])
+        assert mixed['epochs'][0]['loss'] != plain['epochs'][0]['loss']           # the targets were mixed ...
+        assert any(not torch.equal(mixed['state'][k], plain['state'][k]) for k in plain['state'])   # ... and trained on
+
+
 def test_the_batch_level_terms_are_active(one_and_two):
     "The comparison above is only a check of CC, MSL and center loss if their terms are not zero."
     one, _ = one_and_two
