@@ -3,14 +3,17 @@
 B = 256 float32 logits, C in {10, 100, 1000}, on the CPU (or --device). Each round times F.cross_entropy and every
 loss back to back with torch.utils.benchmark; the table gives the median over rounds of (loss time / CE time), so
 that drifts of a shared machine hit both sides of a ratio alike. `checks on` is the default behaviour (target range
-and finite logits verified on every call, one device sync); `checks off` is inside `validation(False)`.
+and a finite loss verified on every call: one read on the CPU, a device-side assert on an accelerator); `checks off`
+is inside `validation(False)`. The compiled rows time each loss under torch.compile (Inductor, fullgraph=True, one
+graph per C) against F.cross_entropy compiled the same way, forward + backward; compiling skips the value checks.
 
-    python benchmarks/losses.py [--rounds 7] [--min-time 0.2] [--device cpu] [--quick] [--against REV]
+    python benchmarks/losses.py [--rounds 7] [--min-time 0.2] [--device cpu] [--quick] [--no-compile] [--against REV]
 
 `--against REV` also times NLLR, CRL, CCE and GCE as commit REV wrote them (its package, read
 with git into a temporary package), in the same rounds: a before/after measured in one run.
 
-Targets (issue "losses"): CRL and NLLR <= 1.3x, CCE and GCE <= 2x.
+Targets (issue "losses", and the compiled rows of the drop-in issue): CRL and NLLR <= 1.3x, CCE and GCE <= 2x.
+`--quick` compiles at C = 10 only.
 """
 import argparse
 import importlib
@@ -77,6 +80,35 @@ def time_features_us(fn, f, w, t, min_time):
     return benchmark.Timer(stmt, globals=dict(fn=fn, f=f, w=w, t=t)).blocked_autorange(min_run_time=min_time).median * 1e6
 
 
+def compiled_ratios(sizes, rounds, min_time, device) -> tuple[dict, dict]:
+    """Every loss of LOSSES compiled (Inductor, fullgraph=True, static shapes) against F.cross_entropy compiled alike:
+    per C, each compiled once (its compile and first run untimed), then `rounds` rounds of back-to-back timings."""
+    ratios, base_us = {(name, C): [] for name in LOSSES for C in sizes}, {C: [] for C in sizes}
+    for C in sizes:
+        g = torch.Generator().manual_seed(C)
+        x = (torch.randn(256, C, generator=g) * 3).to(device).requires_grad_()
+        t = torch.randint(0, C, (256,), generator=g).to(device)
+        base = torch.compile(F.cross_entropy, fullgraph=True, dynamic=False)
+        fns = {name: torch.compile(fn, fullgraph=True, dynamic=False) for name, (fn, _) in LOSSES.items()}
+        for fn in [base, *fns.values()]:
+            fn(x, t).backward()  # compile
+        for _ in range(rounds):
+            b = time_us(base, x, t, min_time)
+            base_us[C].append(b)
+            for name, fn in fns.items():
+                ratios[name, C].append(time_us(fn, x, t, min_time) / b)
+    return ratios, base_us
+
+
+def print_ratios(title: str, ratios: dict, sizes) -> None:
+    print(title)
+    for name, (_, target) in LOSSES.items():
+        r = [statistics.median(ratios[name, C]) for C in sizes]
+        missed = ','.join(str(C) for C, v in zip(sizes, r) if target is not None and v > target)
+        verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + missed}"
+        print(f'  {name:38}' + ''.join(f'{v:9.2f}×' for v in r) + verdict)
+
+
 def linear_ce(f, w, t): return F.cross_entropy(f @ w.T, t)
 
 
@@ -93,6 +125,7 @@ def main():
     p.add_argument('--device', default='cpu')
     p.add_argument('--quick', action='store_true', help='one short round: a smoke run, not a measurement')
     p.add_argument('--against', metavar='REV', help='also time the paper losses as commit REV wrote them')
+    p.add_argument('--no-compile', action='store_true', help='leave out the compiled rows')
     args = p.parse_args()
     old = losses_at(args.against) if args.against else None
     before = {} if old is None else {
@@ -123,12 +156,14 @@ def main():
     print(f"\n{'':40}" + ''.join(f'{f"C={C}":>10}' for C in sizes) + '    target')
     print(f"{'F.cross_entropy (µs, median)':40}" + ''.join(f'{statistics.median(base_us[C]):10.0f}' for C in sizes))
     for checks in (True, False):
-        print(f"× F.cross_entropy, checks {'on' if checks else 'off'}")
-        for name, (_, target) in LOSSES.items():
-            r = [statistics.median(ratios[name, checks, C]) for C in sizes]
-            missed = ','.join(str(C) for C, v in zip(sizes, r) if target is not None and v > target)
-            verdict = '' if target is None else f"  <= {target}: {'met' if max(r) <= target else 'not met at C=' + missed}"
-            print(f'  {name:38}' + ''.join(f'{v:9.2f}×' for v in r) + verdict)
+        print_ratios(f"× F.cross_entropy, checks {'on' if checks else 'off'}",
+                     {(n, C): v for (n, c, C), v in ratios.items() if c == checks}, sizes)
+    if not args.no_compile:
+        csizes = (10,) if args.quick else sizes
+        compiled, cbase = compiled_ratios(csizes, rounds, min_time, device)
+        print(f"{'compiled F.cross_entropy (µs, median)':40}" + ''.join(f'{statistics.median(cbase[C]):10.0f}' for C in csizes))
+        print_ratios('× F.cross_entropy, both compiled (torch.compile: Inductor, fullgraph=True), forward + backward',
+                     compiled, csizes)
     if before:
         print(f"× F.cross_entropy, checks on: as commit {args.against} wrote them (same rounds) -> now")
         for name in before:

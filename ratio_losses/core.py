@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 
 # %% auto #0
-__all__ = ['CPU_ISAS', 'ModelOutput', 'GeneratorState', 'sq_distances', 'half_sq_distances', 'get_device', 'seed_everything',
-           'numeric_env', 'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path', 'check_writable', 'LazyModule',
-           'yaml_load']
+__all__ = ['CPU_ISAS', 'EXTRAS', 'ModelOutput', 'GeneratorState', 'sq_distances', 'half_sq_distances', 'get_device',
+           'seed_everything', 'numeric_env', 'pin_numerics', 'numerics_info', 'cache_dir', 'atomic_path',
+           'check_writable', 'LazyModule', 'require_extra', 'optional_import', 'yaml_load']
 
 # %% ../nbs/00_core.ipynb #d9411469
 @dataclass
@@ -274,25 +273,73 @@ class LazyModule(types.ModuleType):
     def __repr__(self):
         return f"<lazy module {self.__name__!r}>"
 
+# %% ../nbs/00_core.ipynb #18b86aa8
+EXTRAS = {
+    'experiments': (
+        'papermill',
+        'ipykernel',
+        'submitit',
+        'psutil',
+        'tensorboard',
+        'filelock',
+        'yaml',
+        'tqdm',
+        'matplotlib',
+    ),
+    'analysis': ('scipy', 'sklearn'),
+}  # the modules of each extra of pyproject.toml, by import name
+
+
+def require_extra(who: str, *extras: str) -> None:
+    "A one-line `ImportError` naming `pip install 'ratio_losses[extra]'` where `who` needs a module that is absent."
+    import importlib.util
+
+    for extra in extras:
+        missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(
+                f"{who} needs the '{extra}' extra ({', '.join(missing)} not installed): "
+                f"pip install 'ratio_losses[{extra}]'"
+            )
+
+# %% ../nbs/00_core.ipynb #ce9accaf
+def optional_import(name: str, extra: str, what: str):
+    "Import module `name` of an extra for `what`, or a one-line `ImportError` naming the install command."
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise ImportError(
+            f"{what} needs {name.split('.')[0]} (the '{extra}' extra): pip install 'ratio_losses[{extra}]'"
+        ) from None
+
 # %% ../nbs/00_core.ipynb #7470d719
-class _Yaml12Loader(yaml.SafeLoader):
+_YAML12_FLOAT = re.compile(
+    r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)|[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+(?:[eE][-+]?[0-9]+)?'
+    r'|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$'
+)
+_YAML12_LOADER = []  # built on first use: PyYAML is an extra (experiments), not needed by the losses
+
+
+def _yaml12_loader():
     "PyYAML's safe loader with YAML 1.2's floats: `1e-3`, `5E4` are numbers, not strings."
+    if not _YAML12_LOADER:
+        yaml = optional_import('yaml', 'experiments', 'reading YAML')
+
+        class Yaml12Loader(yaml.SafeLoader):
+            pass
+
+        Yaml12Loader.add_implicit_resolver('tag:yaml.org,2002:float', _YAML12_FLOAT, list('-+0123456789.'))
+        _YAML12_LOADER.append(Yaml12Loader)
+    return _YAML12_LOADER[0]
 
 # %% ../nbs/00_core.ipynb #0ec58eae
-_Yaml12Loader.add_implicit_resolver(
-    'tag:yaml.org,2002:float',
-    re.compile(
-        r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)|[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+(?:[eE][-+]?[0-9]+)?'
-        r'|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$'
-    ),
-    list('-+0123456789.'),
-)
-
-
 def yaml_load(text: str, what: str = 'the YAML'):
     "Parse `text` (YAML, so JSON too) with YAML 1.2 numbers; an error names `what` and where it failed."
+    loader = _yaml12_loader()  # a one-line error without PyYAML
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_Yaml12Loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
         where = getattr(e, 'problem_mark', None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ''

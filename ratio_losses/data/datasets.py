@@ -25,6 +25,7 @@ from .registry import dataset_info, list_datasets
 
 tvd = LazyModule('torchvision.datasets')  # imported on first use: in-memory runs never need torchvision
 T = LazyModule('torchvision.transforms')
+from ..core import optional_import
 
 # %% auto #0
 __all__ = ['tvd', 'T', 'DIGITS_TEST_SIZE', 'DIGITS_SPLIT_SEED', 'MNIST_CLASSES', 'FASHION_MNIST_CLASSES', 'TensorImageDataset',
@@ -64,8 +65,8 @@ class TensorImageDataset(Dataset):
 
 # %% ../../nbs/01b_data.datasets.ipynb #7f44c552
 def _digits_tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    load_digits = optional_import('sklearn.datasets', 'analysis', 'the digits dataset').load_digits
+    train_test_split = optional_import('sklearn.model_selection', 'analysis', 'the digits dataset').train_test_split
 
     d = load_digits()
     images = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)

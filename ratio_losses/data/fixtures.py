@@ -13,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.io import savemat
+from ..core import optional_import
 
 # %% auto #0
 __all__ = ['ADIENCE_HEADER', 'ADIENCE_AGES', 'FIXTURE_WRITERS', 'FIXTURE_OPTIONS', 'Expected', 'write_cub', 'write_stanford_cars',
            'write_fgvc_aircraft', 'write_stanford_dogs', 'write_adience', 'write_imagenet', 'write_cifar10',
            'write_cifar100', 'write_svhn', 'write_idx', 'write_fixture']
+
+# %% ../../nbs/01d_data.fixtures.ipynb #74739c03
+def _savemat(path, values: dict) -> None:
+    "SciPy's `savemat` (the fixtures of the .mat layouts; SciPy is the 'analysis' extra)."
+    optional_import('scipy.io', 'analysis', "the .mat fixtures").savemat(path, values)
 
 # %% ../../nbs/01d_data.fixtures.ipynb #f017499f
 @dataclass
@@ -92,9 +97,9 @@ def write_stanford_cars(root: Path, per_class: int = 2) -> Expected:
                 records.append((fname, c + 1))  # class ids are 1-based in the .mat files
                 getattr(exp, split).append((fname, c))
     (d / 'devkit').mkdir(parents=True, exist_ok=True)
-    savemat(d / 'devkit' / 'cars_meta.mat', {'class_names': np.array([classes], dtype=object)})
-    savemat(d / 'devkit' / 'cars_train_annos.mat', {'annotations': _cars_annos(train)})
-    savemat(d / 'cars_test_annos_withlabels.mat', {'annotations': _cars_annos(test)})
+    _savemat(d / 'devkit' / 'cars_meta.mat', {'class_names': np.array([classes], dtype=object)})
+    _savemat(d / 'devkit' / 'cars_train_annos.mat', {'annotations': _cars_annos(train)})
+    _savemat(d / 'cars_test_annos_withlabels.mat', {'annotations': _cars_annos(test)})
     return exp
 
 # %% ../../nbs/01d_data.fixtures.ipynb #84a14633
@@ -142,7 +147,7 @@ def write_stanford_dogs(root: Path, lists_folder: bool = False) -> Expected:
     lists = root / 'lists' if lists_folder else root
     lists.mkdir(parents=True, exist_ok=True)
     for split, fl in files.items():
-        savemat(
+        _savemat(
             lists / f'{split}_list.mat',
             {
                 'file_list': np.array([[r] for r, _ in fl], dtype=object),
@@ -284,7 +289,7 @@ def write_svhn(root: Path, split: str = 'train', n: int = 5) -> tuple[np.ndarray
     x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)  # the .mat files store (H, W, C, N)
     y = np.array([[10], [1], [2], [10], [9]][:n], dtype=np.uint8)  # label 10 is the digit 0
     root.mkdir(parents=True, exist_ok=True)
-    savemat(root / f'{split}_32x32.mat', {'X': x, 'y': y})
+    _savemat(root / f'{split}_32x32.mat', {'X': x, 'y': y})
     labels = y.ravel().astype(np.int64)
     labels[labels == 10] = 0
     return x.transpose(3, 2, 0, 1), labels

@@ -18,6 +18,7 @@ from .registry import _register, _torchvision_download
 
 tvd = LazyModule('torchvision.datasets')  # imported on first use: in-memory runs never need torchvision
 T = LazyModule('torchvision.transforms')
+from ..core import optional_import
 
 # %% auto #0
 __all__ = ['tvd', 'T', 'FileListDataset', 'adience_age_group']
@@ -172,7 +173,7 @@ def _dogs_list(d: Path, split: str) -> Path:
     )
 )
 def _load_stanford_dogs(root, split):
-    from scipy.io import loadmat
+    loadmat = optional_import('scipy.io', 'analysis', "Stanford Cars' .mat annotations").loadmat
 
     d = _locate(
         'stanford_dogs',

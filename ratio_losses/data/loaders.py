@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ..core import optional_import
 
 # %% auto #0
 __all__ = ['augment_params', 'crop_flip', 'epoch_generator', 'TensorLoader', 'stratified_subset']
@@ -141,7 +142,7 @@ class TensorLoader:
 # %% ../../nbs/01a_data.loaders.ipynb #b1148780
 def stratified_subset(labels: torch.Tensor, size: int | float, seed: int = 0) -> torch.Tensor:
     "Sorted indices of a class-stratified subset: `size` images (int) or that fraction (float in (0, 1])."
-    from sklearn.model_selection import train_test_split
+    train_test_split = optional_import('sklearn.model_selection', 'analysis', 'a stratified subset').train_test_split
 
     n = len(labels)
     if isinstance(size, float):

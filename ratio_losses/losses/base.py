@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checks import _check_dropin, _check_dropin_inputs
-from .checks import _check_reduction, _finite, _float
+from .checks import _check_reduction, _float, _not_finite, _raise_not_finite, _reads_values
 from ..core import ModelOutput
 
 # %% auto #0
@@ -34,7 +34,9 @@ def cross_entropy(
     target, soft, _ = _check_dropin_inputs(logits, target, ignore_index, weight, 'cross-entropy')
     x = _float(logits)
     w = None if weight is None else weight.to(x)
-    divide = reduction == 'mean' and not soft  # torch's mean of class indices: its sum over the kept targets' weights
+    # torch's mean of class indices is its sum over the kept targets' weights: divided on the device where no value is
+    # read (so that a batch whose every target is ignored is 0, not 0/0); where a read is free, torch's mean as it is
+    divide = reduction == 'mean' and not soft and not _reads_values(x)
     loss = F.cross_entropy(
         x,
         target.to(x.dtype) if soft else target,
@@ -50,7 +52,11 @@ def cross_entropy(
         else:
             kept = torch.where(keep, w[target.masked_fill(~keep, 0)], 0.0).sum()
             loss = loss / kept.clamp_min(torch.finfo(x.dtype).tiny)
-    return _finite(loss, logits)
+    if _not_finite(loss):
+        if reduction == 'mean' and not soft and bool((target == ignore_index).all()):  # torch's 0/0: nothing to learn
+            return torch.where(torch.zeros_like(x, dtype=torch.bool), x, 0.0).sum()  # 0, with gradient 0
+        _raise_not_finite('logits', logits)
+    return loss
 
 # %% ../../nbs/02a_losses.base.ipynb #6c4a1e89
 class ClassificationLoss(nn.Module):

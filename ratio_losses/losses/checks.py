@@ -105,6 +105,11 @@ def _checking(t: torch.Tensor) -> bool:
     breaks the graph) and inside a torch.func transform (vmap has no .item())."""
     return _VALIDATE and not torch.compiler.is_compiling() and not _functorch_wrapped(t)
 
+# %% ../../nbs/02_losses.checks.ipynb #b485d5ba
+def _reads_values(t: torch.Tensor) -> bool:
+    "Whether a value may be read back here at no cost: value checks on, in eager mode, on the CPU (no device to wait for)."
+    return _checking(t) and t.device.type == 'cpu'
+
 # %% ../../nbs/02_losses.checks.ipynb #e3c4a50a
 def _functorch_wrapped(t: torch.Tensor) -> bool:
     try:
@@ -179,7 +184,7 @@ def _check_index_range(target: torch.Tensor, C: int, name: str, ignore_index: in
 def _not_finite(loss: torch.Tensor) -> bool:
     """True where the value checks are on, `loss` is on the CPU (a read costs no wait) and holds a NaN or an infinity;
     on an accelerator the trainer checks its sums once per epoch instead."""
-    if not _checking(loss) or loss.device.type != 'cpu':
+    if not _reads_values(loss):
         return False
     return not (math.isfinite(loss.item()) if loss.ndim == 0 else bool(torch.isfinite(loss).all()))
 
@@ -246,8 +251,12 @@ def _check_dropin(who: str, weight, ignore_index, label_smoothing: float = 0.0, 
 def _reduce_samples(loss: torch.Tensor, target: torch.Tensor, reduction: str, weight=None, ignore_index: int = -100):
     """Reduce per-sample losses as `F.cross_entropy` does: a sample whose target is `ignore_index` counts 0 and is left
     out of the mean; with `weight`, sample i counts weight[y_i] and the mean divides by the sum of those weights.
-    A batch whose every target is ignored has mean 0 (torch gives NaN). No value is read: without `weight`, the mean
-    is chosen on the device between the plain mean (nothing ignored, so exactly `loss.mean()`) and the masked one."""
+    A batch whose every target is ignored has mean 0 (torch gives NaN). Where a read costs nothing (`_reads_values`)
+    one read finds the common case, nothing ignored and no weight: the plain reduction. Elsewhere no value is read:
+    without `weight`, the mean is chosen on the device between the plain mean (exactly `loss.mean()` when nothing is
+    ignored) and the masked one."""
+    if weight is None and _reads_values(target) and not bool((target == ignore_index).any()):
+        return _reduce(loss, reduction)
     keep = target != ignore_index
     w = keep.to(loss.dtype)
     if weight is not None:
