@@ -14,7 +14,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-STAMP := $(VENV)/.ratio_losses-installed
+comma := ,
+# What each target installs into $(VENV) (pyproject.toml): the core (torch, torchvision, numpy) and the extras its work
+# imports. `analysis` (which takes `experiments`) for reproduce, figures, quick, smoke and bench; `docs` for the site;
+# `dev` (all of them, with nbdev, pytest and ruff) for the tests and JupyterLab. Each set is installed once: a stamp
+# per set, made again when the packaging changes.
+stamp = $(VENV)/.ratio_losses-$(1)
+RUN_STAMP := $(call stamp,analysis)
+DOCS_STAMP := $(call stamp,docs)
+DEV_STAMP := $(call stamp,dev)
 
 # torch and torchvision are pinned together: an unpinned torchvision beside another torch does not import.
 # These are the releases this project is tested with (x86_64: a CUDA build that also runs on the CPU).
@@ -29,7 +37,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest test-all reproduce quick bench bench-gpu clean-venv
+.PHONY: help setup check-citation venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest test-all reproduce quick bench bench-gpu clean-venv
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)"
@@ -50,14 +58,14 @@ help:
 ## --- setup ---------------------------------------------------------------------------------------
 
 # Re-run when the dependencies change; otherwise reuse the venv as it is.
-$(STAMP): settings.ini setup.py
+$(VENV)/.ratio_losses-%: pyproject.toml
 	@[ -x $(PY) ] || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install --disable-pip-version-check $(TORCH_PINS) -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check $(TORCH_PINS) -e '.[$*]'
 	$(PY) -m ipykernel install --sys-prefix --name ratio_losses --display-name 'Python 3 (ratio_losses)'
 	@$(PY) -c "import torch, torchvision, ratio_losses; print('installed: torch', torch.__version__, '| torchvision', torchvision.__version__, '| ratio_losses', ratio_losses.__version__)"
 	@touch $@
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
 # Fashion-MNIST from Debian's package where apt is available (read in place, unpacked into the cache). Another apt or
 # dpkg holding its lock (an unattended upgrade) is waited for, up to APT_LOCK_WAIT seconds, instead of failing at once.
@@ -76,7 +84,7 @@ data:
 	  echo "warning: no apt-get here. Put the four Fashion-MNIST .gz files in a folder and set RATIO_LOSSES_DATA to it."; \
 	fi
 
-setup: $(STAMP) data
+setup: $(RUN_STAMP) data
 
 # Debian's Slurm and munge, for the Slurm tests: tests/slurm_cluster.py starts a one-node cluster on localhost in a
 # temporary folder and stops its daemons by PID (~10 s, ~13 MB; no daemon is started by the install).
@@ -108,12 +116,12 @@ browser:
 
 # The site: nbdev's notebook processor, Sphinx + myst-nb + sphinx-book-theme, MathJax 3 from npm served from the site.
 # Needs only the registries; fails on a Sphinx warning or a broken internal link. Open _docs/index.html.
-docs: $(STAMP)
+docs: $(DOCS_STAMP)
 	$(PY) docs/build.py --out _docs
 
 # JupyterLab on nbs/ with the project's kernel as the default one.
 LAB_PORT ?= 8888
-lab: $(STAMP)
+lab: $(DEV_STAMP)
 	$(BIN)/jupyter lab --notebook-dir=nbs --port=$(LAB_PORT) --MultiKernelManager.default_kernel_name=ratio_losses \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
@@ -214,7 +222,7 @@ quick: setup
 # a time, and is what .ci/run runs. Both print the slowest tests (--durations).
 FAST_TIERS := not slurm and not browser and not determinism
 SLOW_TIERS := slurm or browser or determinism
-test: setup check-clean check-export lint nbdev-test
+test: setup check-clean check-export lint check-citation nbdev-test
 	@$(MAKE) --no-print-directory pytest PYTEST_MARK="$(FAST_TIERS)" PYTEST_ARGS="-n 2 --dist loadfile"
 	@echo "make test: all checks passed (the slurm, browser and determinism tiers: make test-all)"
 
@@ -228,48 +236,57 @@ test-all: test slurm browser
 fingerprint = find $(1) -type f -name '$(2)' -not -path '*/.ipynb_checkpoints/*' -not -path '*/__pycache__/*' -print0 \
 	| sort -z | xargs -0 sha1sum
 
-check-clean: $(STAMP)
+check-clean: $(DEV_STAMP)
 	@before="$$($(call fingerprint,nbs,*.ipynb))"; \
-	$(BIN)/nbdev_clean; \
+	$(BIN)/nbdev-clean; \
 	after="$$($(call fingerprint,nbs,*.ipynb))"; \
 	if [ "$$before" != "$$after" ]; then \
-	  echo "FAIL: nbdev_clean changed these notebooks; they are clean now, commit them:"; \
+	  echo "FAIL: nbdev-clean changed these notebooks; they are clean now, commit them:"; \
 	  diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /  /p'; exit 1; fi; \
-	echo "ok: notebooks are clean (nbdev_clean changes nothing)"
+	echo "ok: notebooks are clean (nbdev-clean changes nothing)"
 
-check-export: $(STAMP)
+check-export: $(DEV_STAMP)
 	@before="$$($(call fingerprint,ratio_losses,*.py))"; \
-	$(BIN)/nbdev_export; \
+	$(BIN)/nbdev-export; \
 	after="$$($(call fingerprint,ratio_losses,*.py))"; \
 	if [ "$$before" != "$$after" ]; then \
-	  echo "FAIL: ratio_losses/ was out of sync with nbs/; nbdev_export rewrote these, commit them with their notebooks:"; \
+	  echo "FAIL: ratio_losses/ was out of sync with nbs/; nbdev-export rewrote these, commit them with their notebooks:"; \
 	  diff <(echo "$$before") <(echo "$$after") | sed -n 's/^> [0-9a-f]*  /  /p'; exit 1; fi; \
-	echo "ok: ratio_losses/ is what nbs/ exports (nbdev_export changes nothing)"
+	echo "ok: ratio_losses/ is what nbs/ exports (nbdev-export changes nothing)"
 
 # ruff (ruff.toml): the library notebooks (nbs/*.ipynb, the source nbdev writes the package from) and the package:
 # syntax errors, undefined and unused names, one statement per line (no `;`) and lines of at most 120 characters. The
 # package is checked at 130 for the one line nbdev writes itself: the first line of a module's `__all__`, which nbdev
 # wraps at 120 before it puts `__all__ = ` in front. Tests, benchmarks, docs and the papermill notebooks: names and
 # syntax, lines of at most 140.
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check nbs/*.ipynb
 	$(BIN)/ruff check --line-length 130 ratio_losses
 	$(BIN)/ruff check --line-length 140 --extend-ignore E702,E703 tests benchmarks docs nbs/analysis nbs/experiments
 	@echo "ok: ruff finds nothing"
+
+# CITATION.cff, validated by cffconvert in a virtual environment of its own (it needs jsonschema < 4, Jupyter >= 4).
+CFFCONVERT := $(VENV)/cffconvert/bin/cffconvert
+$(CFFCONVERT):
+	$(PYTHON) -m venv $(VENV)/cffconvert
+	$(VENV)/cffconvert/bin/python -m pip install -q --disable-pip-version-check cffconvert==2.0.0
+check-citation: $(CFFCONVERT)
+	$(CFFCONVERT) --validate -i CITATION.cff
+	@echo "ok: CITATION.cff is valid (cffconvert --validate)"
 
 # Two workers, as the notebooks wait on kernels and files as much as they compute. Cells marked `#| slow` are
 # skipped here; `make nbdev-test-slow` runs them too.
 # nbs/analysis/ is left to pytest (tests/integration/test_analysis.py), which runs those notebooks on one shared set of tiny runs.
 # The notebooks' own checks run with the CPU kernels pinned as `ratio-losses` and sweeps pin them (cpu_isa avx2).
 PIN_AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2
-nbdev-test: $(STAMP) data
-	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 2 --timing --skip_folder_re '^([_.]|analysis$$)'
+nbdev-test: $(DEV_STAMP) data
+	$(PIN_AVX2) $(BIN)/nbdev-test --n-workers 2 --timing --skip-folder-re '^([_.]|analysis$$)'
 
-nbdev-test-slow: $(STAMP) data
-	$(PIN_AVX2) $(BIN)/nbdev_test --n_workers 1 --timing --flags slow --skip_folder_re '^([_.]|analysis$$)'
+nbdev-test-slow: $(DEV_STAMP) data
+	$(PIN_AVX2) $(BIN)/nbdev-test --n-workers 1 --timing --flags slow --skip-folder-re '^([_.]|analysis$$)'
 
 # The Slurm tests start their daemons below SLURM_DIR; the trap stops any that a dying test run left, by PID.
-pytest: $(STAMP) data
+pytest: $(DEV_STAMP) data
 	@d=$$(mktemp -d /tmp/ratio-losses-slurm-XXXXXX); chmod 755 "$$d"; trap '$(PY) tests/slurm_cluster.py stop '"$$d"'; rm -rf '"$$d" EXIT; \
 	RATIO_LOSSES_SLURM_DIR=$$d $(PY) -m pytest tests --durations=15 $(if $(PYTEST_MARK),-m "$(PYTEST_MARK)") $(PYTEST_ARGS)
 

@@ -31,7 +31,7 @@ GUIDE = [('losses', 'Losses'), ('add_a_loss', 'Add your own loss'), ('data', 'Da
          ('errata', "Errata of the papers' printed equations")]
 ANALYSIS = [('crl', 'CRL'), ('cc', 'CC-Loss'), ('msl', 'MSL'), ('fine_grained', 'Fine-grained DB + GCE')]
 DIRECTIVE = re.compile(r'^\s*#\|\s?.*$')
-DOC_LINK = re.compile(r'\[([^\]]+)\]\((?:https?://[^)\s]*?/)?ratio_losses/([\w.]+)\.html#([\w-]+)\)')   # nbdev's doc-host links
+DOC_LINK = re.compile(r'\[([^\]]+)\]\((?:(?:https?://[^)\s]*?/)?ratio_losses/|/)([\w.]+)\.html#([\w-]+)\)')   # nbdev's doc links
 QUARTO_ATTRS = re.compile(r'(\]\([^)]*\))\{[^}]*\}')            # [source](url){target="_blank" ...} -> [source](url)
 
 

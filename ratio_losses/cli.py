@@ -418,6 +418,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 # %% ../nbs/07_cli.ipynb #27524f37
-#| eval: false
 if __name__ == '__main__' and 'ipykernel' not in sys.modules:
     sys.exit(main())

@@ -2,8 +2,12 @@
 per paper figure (`figures`), records across machines (`records`), seed statistics (`stats`), the 23 claims
 (`claims`), the verdict rule (`verdicts`) and the report (`report`)."""
 
-from .study import *  # noqa: F401,F403
-from .figures import *  # noqa: F401,F403
+from ..core import require_extra
+
+require_extra('ratio_losses.analysis (figures, statistics, report)', 'experiments', 'analysis')
+
+from .study import *  # noqa: E402,F401,F403
+from .figures import *  # noqa: E402,F401,F403
 
 # `from ratio_losses.analysis import *` gives the names above, not the submodules (a notebook's `figures` stays its own)
 from . import study as _study, figures as _figures  # noqa: E402

@@ -107,7 +107,7 @@ def _checking(t: torch.Tensor) -> bool:
 
 # %% ../../nbs/02_losses.checks.ipynb #b485d5ba
 def _reads_values(t: torch.Tensor) -> bool:
-    "Whether a value may be read back here at no cost: value checks on, in eager mode, on the CPU (no device to wait for)."
+    "Whether a value may be read back at no cost: value checks on, in eager mode, on the CPU (no device to wait for)."
     return _checking(t) and t.device.type == 'cpu'
 
 # %% ../../nbs/02_losses.checks.ipynb #e3c4a50a

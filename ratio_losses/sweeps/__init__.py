@@ -3,12 +3,16 @@
 point so that it runs in one place (`locks`), the sweep itself (`sweep`) and the smoke run of every paper-scale point
 (`smoke`)."""
 
-from .presets import *  # noqa: F401,F403
-from .launcher import *  # noqa: F401,F403
-from .locks import *  # noqa: F401,F403
-from .executors import *  # noqa: F401,F403
-from .sweep import *  # noqa: F401,F403
-from .smoke import *  # noqa: F401,F403
+from ..core import require_extra
+
+require_extra('ratio_losses.sweeps (presets, sweeps through papermill)', 'experiments')
+
+from .presets import *  # noqa: E402,F401,F403
+from .launcher import *  # noqa: E402,F401,F403
+from .locks import *  # noqa: E402,F401,F403
+from .executors import *  # noqa: E402,F401,F403
+from .sweep import *  # noqa: E402,F401,F403
+from .smoke import *  # noqa: E402,F401,F403
 
 # `from ratio_losses.sweeps import *` gives the names above, not the submodules (a notebook's `figures` stays its own)
 from . import (

@@ -1,16 +1,20 @@
 """One run, start to end: its config and run id (`config`), its data (`run_data`), the training loop (`loop`),
 `run_training` (`train`), and what a run writes: metrics, checkpoints, records, the results table, artifacts."""
 
-from .config import *  # noqa: F401,F403
-from .schedules import *  # noqa: F401,F403
-from .metrics import *  # noqa: F401,F403
-from .checkpoints import *  # noqa: F401,F403
-from .results_table import *  # noqa: F401,F403
-from .run_data import *  # noqa: F401,F403
-from .artifacts import *  # noqa: F401,F403
-from .distributed import *  # noqa: F401,F403
-from .loop import *  # noqa: F401,F403
-from .train import *  # noqa: F401,F403
+from ..core import require_extra
+
+require_extra('ratio_losses.training (run_training, the trainer)', 'experiments')
+
+from .config import *  # noqa: E402,F401,F403
+from .schedules import *  # noqa: E402,F401,F403
+from .metrics import *  # noqa: E402,F401,F403
+from .checkpoints import *  # noqa: E402,F401,F403
+from .results_table import *  # noqa: E402,F401,F403
+from .run_data import *  # noqa: E402,F401,F403
+from .artifacts import *  # noqa: E402,F401,F403
+from .distributed import *  # noqa: E402,F401,F403
+from .loop import *  # noqa: E402,F401,F403
+from .train import *  # noqa: E402,F401,F403
 
 # `from ratio_losses.training import *` gives the names above, not the submodules (a notebook's `figures` stays its own)
 from . import (

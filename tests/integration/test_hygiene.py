@@ -74,3 +74,18 @@ def test_defaults_live_in_one_place():
                 assert a.default is None, f'{command} --{a.dest}: the CLI sets its own default {a.default!r}'
                 if a.help and 'default' in a.help and fields[a.dest] is not None:
                     assert str(fields[a.dest]) in a.help, (command, a.dest, a.help, fields[a.dest])
+
+
+def test_the_citation_names_this_version_and_the_four_papers():
+    "CITATION.cff (validated by cffconvert in `make test`) cites this version, the README's Cite section the same title."
+    import yaml
+    import ratio_losses
+    cff = yaml.safe_load((ROOT/'CITATION.cff').read_text())
+    assert cff['version'] == ratio_losses.__version__
+    titles = [r['title'] for r in cff['references']]
+    assert len(titles) == 4
+    for words in ('Competing Ratio Loss', 'CC-Loss', 'Mixture separability loss', 'Fine-grained Recognition'):
+        assert sum(words in t for t in titles) == 1, words
+    readme = (ROOT/'README.md').read_text()
+    cite = readme[readme.index('## Cite'):]
+    assert f"title  = {{{cff['title']}}}" in cite and f"Version {cff['version']}" in cite
