@@ -59,7 +59,9 @@ def preset(tmp_path, name='p', **keys) -> Path:
     (['--head', 'gaussian_mixture', '--objective', '{lsoftmax: {}}'], ["objective 'lsoftmax'", 'set head: margin']),
     (['--head', 'linear', '--objective', '{ce: {}, mc: {}}'], ["objective 'mc'", 'channels_per_class: 3']),
     (['--objective', '{cc: {}}'], ["objective 'cc' reads the channel-attention vectors", 'set head: se_attention']),
-    (['--objective', '{crl: {label_smoothing: 0.1}}'], ['label_smoothing=0.1: CRL is defined for one true class']),
+    (['--objective', '{gce: {k: 3, label_smoothing: 0.1}}'], ['label_smoothing=0.1: GCE is defined for one true class']),
+    (['--head', 'se_attention', '--objective', '{cc: {}}', '--set', 'mixup_alpha=0.2'],
+     ['mixup_alpha/cutmix_alpha make the targets class probabilities', "('cc': class indices only)"]),
     (['--backbone', 'imagenet_resnet18', '--set', 'backbone_options={pretrained: /nonexistent/r18.pth}'],
      ['backbone_options.pretrained=', 'weights not found: expected /nonexistent/r18.pth']),
 ])

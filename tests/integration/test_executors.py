@@ -232,7 +232,7 @@ def test_local_ctrl_c_is_an_interrupt_not_a_failure(tmp_path):
     _wait_for(lambda: (point.run_dir/'notebook.running.ipynb').exists(), 120, 'the kernel to start')
     family = psutil.Process(p.pid).children(recursive=True)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=180)   # a guard against a hang: the kernel's shutdown is slow on a loaded machine
     assert p.returncode == 130 and 'FAILED' not in out + err and 'interrupted' in err, out + err
     assert not (point.run_dir/'failure.json').exists() and read_claim(point.run_dir) is None
     gone, alive = psutil.wait_procs(family, timeout=20)

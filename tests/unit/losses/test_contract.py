@@ -228,3 +228,21 @@ def test_fullgraph_compiles_and_agrees_with_eager(name):
     eager.backward(); comp.backward()
     torch.testing.assert_close(comp, eager)
     torch.testing.assert_close(xb.grad, xa.grad)
+
+
+def test_a_loss_registered_from_its_formula_keeps_the_contract():
+    "A formula of class indices only gets probabilities and label smoothing as the expectation, one pass per class."
+    from ratio_losses.losses.objective import loss_from_formula
+
+    def squared_ratio(x, target, gamma: float = 1.0):
+        logp = x.log_softmax(1).gather(1, target[:, None])[:, 0]
+        return gamma * (1 - logp.exp()) ** 2 - logp
+
+    fn, module = loss_from_formula('sqr_contract', squared_ratio)
+    x, q = _inputs((3, C, 2), True, seed=7)
+    rows, qrows = _rows(x, q, True)
+    per_class = torch.stack([squared_ratio(rows, torch.full((len(rows),), c), 2.0) for c in range(C)], 1)
+    torch.testing.assert_close(fn(x, q, 'none', gamma=2.0).flatten(), (qrows * per_class).sum(1))
+    y = q.argmax(1)
+    smoothed = F.one_hot(y, C).movedim(-1, 1).double() * 0.9 + 0.1 / C
+    torch.testing.assert_close(module(label_smoothing=0.1, gamma=2.0)(x, y), fn(x, smoothed, gamma=2.0))
