@@ -27,7 +27,7 @@ from .training.checkpoints import versions
 from .training.train import run_training
 
 # %% auto #0
-__all__ = ['parser', 'main']
+__all__ = ['TRAIN_DEFAULTS', 'parser', 'check_checkout', 'main']
 
 # %% ../nbs/07_cli.ipynb #3bd89784
 _FLAGS = {
@@ -50,9 +50,12 @@ _FLAGS = {
 }
 
 
+TRAIN_DEFAULTS = {'dataset': 'fashion_mnist', 'epochs': 1, 'batch_size': 128}  # `train`'s own, over RunConfig's
+
+
 def _raw_config(args) -> dict:
     "The run-config keys the arguments give, merged in order (--config, --set, flags), not yet checked."
-    config: dict = {'dataset': 'fashion_mnist', 'epochs': 1, 'batch_size': 128}
+    config: dict = dict(TRAIN_DEFAULTS)
     if args.config:
         path = Path(args.config)
         if not path.is_file():
@@ -110,6 +113,14 @@ def _train(args) -> int:
         record = run_training(c)
     except (DatasetNotFoundError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
+        return 1
+    if record is not None and record.get('status') == 'diverged':
+        d = record.get('diverged') or {}
+        print(
+            f"error: the run diverged in epoch {d.get('epoch')} ({(d.get('error') or '').splitlines()[0][:150]}); "
+            f"recorded as diverged: {Path(c.out_dir) / 'record.json'}",
+            file=sys.stderr,
+        )
         return 1
     if record is not None:
         f = record['final']
@@ -265,6 +276,20 @@ def _datasets(args) -> int:
         print(f'{name:14} {info.title:28} {status}')
     return 0
 
+# %% ../nbs/07_cli.ipynb #f5ca64d4
+def _compare(args) -> int:
+    "`compare`: the paired table (difference, 95 % CI, paired t and exact p) and figure of each preset's runs."
+    from ratio_losses.analysis.compare import compare_preset
+
+    for p in args.configs:
+        try:
+            compare_preset(p, args.scale, args.runs_root, baseline=args.baseline, metric=args.metric, out_dir=args.out)
+        except FileNotFoundError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+        print()
+    return 0
+
 # %% ../nbs/07_cli.ipynb #65908813
 def _default(cls, key: str):
     "The default of field `key` of dataclass `cls`: help texts quote it from the one place it is set."
@@ -274,7 +299,7 @@ def _default(cls, key: str):
 # %% ../nbs/07_cli.ipynb #359eba34
 def _train_parser(sub):
     t = sub.add_parser('train', help='train one run and print its test accuracy (writes a record)')
-    d = lambda key: _default(RunConfig, key)
+    d = lambda key: TRAIN_DEFAULTS.get(key, _default(RunConfig, key))  # what `train` uses when a flag is absent
     t.add_argument('--config', help='YAML or JSON file of run-config keys')
     t.add_argument(
         '--set', action='append', metavar='KEY=VALUE', help='set one run-config key (value read as YAML); repeatable'
@@ -391,6 +416,14 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument('--root', default=None)
     d.add_argument('-v', '--verbose', action='store_true', help='say how to get the missing ones')
     d.set_defaults(func=_datasets)
+    c = sub.add_parser('compare', help="any preset's paired table (difference, 95 % CI, exact p) and figure")
+    c.add_argument('configs', nargs='+', help='preset YAML files (yours: configs/user/NAME.yaml)')
+    c.add_argument('--scale', choices=list(SCALES), default='cpu')
+    c.add_argument('--runs-root', default='runs', help='where the sweep wrote its runs (default: runs)')
+    c.add_argument('--baseline', default='ce', help="the loss every other is paired with (default: ce)")
+    c.add_argument('--metric', default='test_error', help='a final metric of the records (default: test_error)')
+    c.add_argument('--out', help='also write NAME_paired.md, .csv, .png and .pdf into this folder')
+    c.set_defaults(func=_compare)
     return p
 
 # %% ../nbs/07_cli.ipynb #4b90ff97
@@ -407,15 +440,40 @@ def _positive_int(s: str) -> int:
         raise argparse.ArgumentTypeError(f'{s} is not a positive integer')
     return v
 
+# %% ../nbs/07_cli.ipynb #10022080
+def check_checkout(cwd=None) -> None:
+    """Run inside a checkout of the compendium, the command must run that checkout's code: the experiment notebook it
+    executes and the package its kernels import come from where `ratio_losses` is imported. A one-line error where
+    the environment's package is another checkout's (an editable install of a second clone)."""
+    here = Path(cwd or Path.cwd()).resolve()
+    mine = Path(ratio_losses.__file__).resolve().parent.parent
+    for d in [here, *here.parents]:
+        if (d / 'ratio_losses' / '__init__.py').is_file() and (d / 'nbs' / 'experiments' / 'train.ipynb').is_file():
+            if d != mine:
+                raise ValueError(
+                    f"this checkout is {d}, but this environment imports ratio_losses from {mine}: its kernels would "
+                    f"run that code. Run this checkout's with PYTHONPATH={d} (or pip install -e {d}), or run from "
+                    f"{mine}"
+                )
+            return
+
 # %% ../nbs/07_cli.ipynb #670ee41f
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `ratio-losses` command."
     args = parser().parse_args(argv)
     try:
+        if args.command in ('train', 'sweep'):
+            check_checkout()
         return args.func(args)
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: nothing is lost; run the same command again to resume from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
 
 # %% ../nbs/07_cli.ipynb #27524f37
 if __name__ == '__main__' and 'ipykernel' not in sys.modules:

@@ -135,7 +135,8 @@ def load_sweep(
     (default: one the scale's COMMITS file lists, else the commit most of them name; 'any': no check), is left out
     and listed in `flagged`, never pooled."""
     if isinstance(preset, str) and not preset.endswith(('.yaml', '.yml')) and '\n' not in preset:
-        preset = CONFIGS / f'{preset}.yaml'
+        mine = CONFIGS / 'user' / f'{preset}.yaml'  # a user's presets live in configs/user/
+        preset = mine if mine.is_file() and not (CONFIGS / f'{preset}.yaml').is_file() else CONFIGS / f'{preset}.yaml'
     preset = load_preset(preset)
     runs, missing, flagged = [], [], []
     for p in expand_sweep(preset, scale, runs_root):
@@ -169,6 +170,15 @@ def load_sweep(
                     f"{'one of the ' + str(len(allowed)) + ' its scale lists in COMMITS' if listed else out.commit}",
                 )
             )
+    types = [(r.record.get('device') or 'cpu').split(':')[0] for r in out]
+    if (
+        len(set(types)) > 1
+    ):  # runs on different device types differ in their bits: one type is pooled, the others flagged
+        keep = max(sorted(set(types)), key=types.count)
+        for r, t in [(r, t) for r, t in zip(list(out), types) if t != keep]:
+            out.remove(r)
+            out.missing.append((r.setting, r.seed))
+            out.flagged.append((str(r.run_dir / 'record.json'), f"trained on a {t} device, not {keep} as the others"))
     if require and not out:
         raise FileNotFoundError(
             f"no complete run of preset {preset['name']!r} at scale {scale!r} under {runs_root}; "

@@ -5,6 +5,7 @@
 # %% ../../nbs/02f_losses.comparisons.ipynb #e5ce07b9
 from __future__ import annotations
 
+import numbers
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -301,9 +302,9 @@ class CenterLoss(nn.Module):
 
 # %% ../../nbs/02f_losses.comparisons.ipynb #302a5277
 def _check_xi(xi) -> int:
-    if not isinstance(xi, int) or isinstance(xi, bool) or xi < 1:
+    if not isinstance(xi, numbers.Integral) or isinstance(xi, bool) or xi < 1:
         raise ValueError(f"channels_per_class={xi!r} must be an integer >= 1 (ξ of MC-Loss; the authors use 3)")
-    return xi
+    return int(xi)
 
 # %% ../../nbs/02f_losses.comparisons.ipynb #dcbb05d5
 def _check_mc(mu, beta) -> tuple[float, float]:

@@ -5,6 +5,7 @@
 # %% ../../nbs/02g_losses.margins.ipynb #bfb0ba11
 from __future__ import annotations
 
+import numbers
 import math
 import torch
 import torch.nn.functional as F
@@ -31,9 +32,9 @@ def _features_and_class_vectors(output: ModelOutput, who: str, head: str) -> tup
 
 # %% ../../nbs/02g_losses.margins.ipynb #7d14e698
 def _check_margin(margin) -> int:
-    if not isinstance(margin, int) or isinstance(margin, bool) or margin < 1:
+    if not isinstance(margin, numbers.Integral) or isinstance(margin, bool) or margin < 1:
         raise ValueError(f"margin={margin!r} must be an integer >= 1 (m; L-Softmax and SphereFace use 1-4, default 4)")
-    return margin
+    return int(margin)
 
 # %% ../../nbs/02g_losses.margins.ipynb #f861d494
 def chebyshev_cos(cos: torch.Tensor, m: int) -> torch.Tensor:

@@ -5,6 +5,7 @@
 # %% ../../nbs/02e_losses.msl.ipynb #2f93932c
 from __future__ import annotations
 
+import numbers
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -90,9 +91,9 @@ class MixtureSeparabilityLoss(nn.Module):
         self.decay = _check_number('decay', decay, what=' (the paper shrinks ξ by 10 %: 0.1)')
         if self.decay >= 1:
             raise ValueError(f"decay={decay!r} must be in [0, 1)")
-        if not isinstance(patience, int) or patience < 1:
+        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) or patience < 1:
             raise ValueError(f"patience={patience!r} must be an integer >= 1 (the paper uses 100)")
-        self.patience = patience
+        self.patience = int(patience)
         self.rtol, self.atol = _check_number('rtol', rtol), _check_number('atol', atol)
         _check_reduction(reduction)
         self.reduction = reduction

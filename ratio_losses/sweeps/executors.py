@@ -418,19 +418,28 @@ def run_points(
         return results
     run = _one_per_job if points_per_job(L) == 1 else _kept_kernels
     extra = {} if run is _one_per_job else {'folder': folder}
-    run(
-        todo,
-        L,
-        make_executor(L, folder),
-        **extra,
-        notebook=notebook,
-        kernel=kernel,
-        timeout=timeout,
-        wait=wait,
-        finish=finish,
-        poll_s=poll_s,
-        owner=owner,
-    )
+    try:
+        run(
+            todo,
+            L,
+            make_executor(L, folder),
+            **extra,
+            notebook=notebook,
+            kernel=kernel,
+            timeout=timeout,
+            wait=wait,
+            finish=finish,
+            poll_s=poll_s,
+            owner=owner,
+        )
+    except submitit.core.utils.FailedJobError as e:  # the scheduler refused the submission: say what it said
+        for _, config in todo:
+            release_claim(config['out_dir'], owner)
+        said = [line.strip() for line in str(e).splitlines() if 'error' in line.lower()] or str(e).splitlines()[-1:]
+        raise ValueError(
+            f"{L.executor} refused the jobs: {said[-1] if said else e}; check --partition, --account, --qos, "
+            "--time-min and --sbatch (or the preset's launcher)"
+        ) from None
     return results
 
 # %% ../../nbs/05e_sweeps.executors.ipynb #ec90bb36

@@ -10,6 +10,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,21 +99,33 @@ def claim_is_live(claim: dict | None, states: dict | None = None) -> bool:
 
 # %% ../../nbs/05b_sweeps.locks.ipynb #7128dfcf
 def claim_point(run_dir, owner: dict) -> bool:
-    "Claim the point in `run_dir` for `owner`; False where a live claim holds it (a stale one is replaced)."
+    """Claim the point in `run_dir` for `owner`; False where a live claim holds it (a stale one is replaced). The claim
+    is written whole to a temporary file and linked into place, so no one ever reads a claim half written; a claim
+    that cannot be read (damaged) is held, and a warning says which file to delete if no sweep runs the point."""
     path = Path(run_dir) / 'claim.json'
     path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if claim_is_live(read_claim(path.parent)):
-                return False
-            path.unlink(missing_ok=True)
-            continue  # stale: take it over
+    fd, tmp = tempfile.mkstemp(prefix='.claim.', suffix='.tmp', dir=path.parent)
+    try:
         with os.fdopen(fd, 'w') as f:
             json.dump({**owner, 'claimed_at': time.time()}, f)
-        return True
-    return False
+        for _ in range(2):
+            try:
+                os.link(tmp, path)  # atomic: fails where a claim exists
+                return True
+            except FileExistsError:
+                claim = read_claim(path.parent)
+                if claim is None and path.exists():
+                    print(
+                        f"warning: {path} cannot be read; the point is taken as held. Delete it if no sweep runs it",
+                        file=sys.stderr,
+                    )
+                    return False
+                if claim_is_live(claim):
+                    return False
+                path.unlink(missing_ok=True)  # stale: take it over
+        return False
+    finally:
+        os.unlink(tmp)
 
 # %% ../../nbs/05b_sweeps.locks.ipynb #8d6e7019
 def update_claim(run_dir, **fields):

@@ -261,6 +261,8 @@ def run_sweeps(
     if workers is not None and not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers={workers!r} must be a positive integer")
     launchers = [preset_launcher(p, scale, launcher, workers) for p in presets]
+    for setup in dict.fromkeys(tuple(L.setup) for L in launchers if L.setup and L.executor == 'slurm'):
+        print(f"every Slurm job of this sweep first runs these setup lines as shell: {'; '.join(setup)}")
     notebook = str(notebook or EXPERIMENT_NOTEBOOK)
     if not Path(notebook).is_file():
         raise ValueError(f"notebook={notebook!r} does not exist")
@@ -314,8 +316,7 @@ def _train(
         r.update(res)
         bar.update(1)
         _note_failure(r['point'], res)
-        if progress or res['status'] == 'failed':
-            tqdm.write(_line(r['point'], res))
+        tqdm.write(_line(r['point'], res))  # one line per finished point, with or without the progress bar
 
     try:
         for L, group in itertools.groupby(range(len(jobs)), key=lambda i: launcher_of[id(jobs[i])]):
@@ -376,11 +377,14 @@ def run_sweep(
 # %% ../../nbs/05f_sweeps.sweep.ipynb #6f724685
 def point_state(point: SweepPoint, states: dict | None = None) -> dict:
     "Where a point stands: complete, diverged, queued, running, failed, resumable or new, with its job and error."
-    rec = (
-        read_record(point.run_dir / 'record.json', move_corrupt=False)
-        if (point.run_dir / 'record.json').exists()
-        else None
-    )
+    try:
+        rec = (
+            read_record(point.run_dir / 'record.json', move_corrupt=False)
+            if (point.run_dir / 'record.json').exists()
+            else None
+        )
+    except ValueError as e:  # a damaged record: this point is marked, the others still listed
+        return {'state': 'damaged', 'error': str(e)}
     if rec is not None:
         return {'state': _finished(rec), 'test_error': rec['final'].get('test_error')}
     claim = read_claim(point.run_dir)
@@ -418,6 +422,8 @@ def sweep_status(
         width = max(len(r['point'].label) for r in rows)
         for r in rows:
             extra = (f"{100 * r['test_error']:.2f} %" if r.get('test_error') is not None else '') or r.get('job') or ''
+            if r['state'] == 'damaged':
+                extra = r['error'][:160]
             if r['state'] == 'failed':
                 extra = f"job {r['job']}: " if r.get('job') else ''
                 extra += (r['error'].splitlines() or [''])[0][

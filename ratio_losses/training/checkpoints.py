@@ -9,6 +9,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pickle
 import platform
 import random
 import subprocess
@@ -27,7 +28,10 @@ __all__ = ['save_checkpoint', 'move_aside', 'read_record', 'load_checkpoint', 'w
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #c90f624f
 def _rng_state() -> dict:
-    s = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    "Every generator's state as plain data and tensors, which `torch.load(weights_only=True)` reads back."
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    s = {'python': random.getstate(), 'numpy': numpy_state, 'torch': torch.get_rng_state()}
     if torch.cuda.is_available():
         s['cuda'] = torch.cuda.get_rng_state_all()
     return s
@@ -35,16 +39,24 @@ def _rng_state() -> dict:
 # %% ../../nbs/04b_training.checkpoints.ipynb #f1bec182
 def _set_rng_state(s: dict):
     random.setstate(s['python'])
-    np.random.set_state(s['numpy'])
+    kind, keys, *rest = s['numpy']
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), *rest))
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s['cuda'])
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #2af216e4
 def save_checkpoint(path, state: dict):
-    "torch.save `state` to `path` atomically."
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """torch.save `state` to `path` atomically: written beside it, then renamed onto it, so a full disk (or a kill)
+    leaves the previous checkpoint as it was; the error says so in one line."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError('... unexpected pos ...')
+        raise OSError(
+            f"could not write the checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); the previous "
+            "checkpoint is kept: free disk space and run again to resume from it"
+        ) from None
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #05dc1039
 def move_aside(path: Path, why: str) -> Path:
@@ -81,15 +93,33 @@ def read_record(path, move_corrupt: bool = True) -> dict | None:
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #39026291
 def load_checkpoint(path) -> dict | None:
-    "The checkpoint at `path`; one that cannot be read is moved aside (`move_aside`) and None returned (start over)."
+    """The checkpoint at `path`, read with `weights_only=True`: tensors and plain data only, so that a checkpoint
+    from a shared or downloaded runs root cannot run code. One that holds anything else is a one-line error naming the
+    file (delete it, or `resume=False`); one that cannot be read is moved aside (`move_aside`) and None returned (start
+    over); one that is not a mapping with an `identity` mapping is a one-line error."""
     path = Path(path)
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e:  # a truncated zip, a pickle error, a short read: all mean the file is damaged
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'weights only' not in str(e).lower():
+            move_aside(path, f'cannot be read as a checkpoint (UnpicklingError: {str(e)[:120]})')
+            return None
+        raise ValueError(
+            f"{path} holds objects other than tensors and plain data, which loading it would run as code (a checkpoint "
+            "of another program, or of ratio_losses before 0.1.0's weights-only checkpoints); it is not loaded: delete "
+            "it to start the run over, or rerun with resume=False"
+        ) from None
+    except Exception as e:  # a truncated zip, a short read: the file is damaged
         move_aside(path, f'cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:120]})')
         return None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get('identity'), dict)):
+        raise ValueError(
+            f"{path} is not a checkpoint of ratio_losses (a mapping whose 'identity' is a mapping of run settings); "
+            "delete it to start the run over, or rerun with resume=False"
+        )
+    return ckpt
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #d9e741e5
 def _json_default(o):

@@ -283,6 +283,8 @@ def config_from_dict(d: dict) -> RunConfig:
     _need(isinstance(d, dict), f"a run config must be a dict; got {type(d).__name__}")
     unknown = sorted(set(d) - set(CONFIG_KEYS))
     _need(not unknown, f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(CONFIG_KEYS)}")
+    if d.get('iterations') is not None and 'epochs' not in d:  # iterations alone: the default epochs does not count
+        d = {**d, 'epochs': None}
     return check_config(RunConfig(**d))
 
 # %% ../../nbs/04_training.config.ipynb #80b93ece

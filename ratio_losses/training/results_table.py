@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import sys
+import os
+import io
 import json
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from ..core import atomic_path
 from ..losses.objective import objective_terms
 
 # %% auto #0
-__all__ = ['RESULT_COLUMNS', 'result_row', 'append_result', 'read_results', 'collect_results']
+__all__ = ['RESULT_COLUMNS', 'result_row', 'check_table', 'append_result', 'read_results', 'collect_results']
 
 # %% ../../nbs/04c_training.results_table.ipynb #e5594d41
 RESULT_COLUMNS = (
@@ -89,32 +92,71 @@ def result_row(record: dict, record_path=None) -> dict:
     row['train_error'], row['train_loss'] = f.get('train_error'), f.get('train_loss')
     return row
 
+# %% ../../nbs/04c_training.results_table.ipynb #e11cc048
+def check_table(table) -> bool:
+    """Whether `table` is new (absent or empty). An existing one must have this version's header (a one-line error
+    otherwise, raised before a run trains); a last line cut short by a crash or a full disk is removed, with a
+    warning, so that the next row is not glued to it."""
+    table = Path(table)
+    if not table.exists() or table.stat().st_size == 0:
+        return True
+    with open(table, newline='') as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) != RESULT_COLUMNS:
+        raise ValueError(
+            f"{table} has other columns than this version writes; move it aside or rebuild it with collect_results"
+        )
+    with open(table, 'rb+') as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+        if not tail.endswith(b'\n'):
+            keep = size - len(tail) + tail.rfind(b'\n') + 1
+            f.truncate(keep)
+            print(f"warning: {table} ended in a line cut short ({size - keep} bytes); removed it", file=sys.stderr)
+    return False
+
 # %% ../../nbs/04c_training.results_table.ipynb #0af67330
 def append_result(table, row: dict):
-    "Append `row` to the CSV `table` (header written once), under a lock shared by parallel writers."
+    """Append `row` to the CSV `table` (header written once), under a lock shared by parallel writers. The line is
+    written whole or not at all: on a write error (a full disk) the table is cut back to its length before, and the
+    error says so in one line; a line cut short by an earlier crash is removed first (with a warning)."""
     table = Path(table)
     with _locked(table):
-        new = not table.exists() or table.stat().st_size == 0
-        if not new:
-            with open(table, newline='') as f:
-                header = next(csv.reader(f), [])
-            if tuple(header) != RESULT_COLUMNS:
-                raise ValueError(
-                    f"{table} has other columns than this version writes; move it aside or rebuild it "
-                    "with collect_results"
-                )
-        with open(table, 'a', newline='') as f:
-            w = csv.DictWriter(f, RESULT_COLUMNS)
-            if new:
-                w.writeheader()
-            w.writerow({k: row.get(k) for k in RESULT_COLUMNS})
+        new = check_table(table)
+        text = io.StringIO()
+        w = csv.DictWriter(text, RESULT_COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k) for k in RESULT_COLUMNS})
+        fd = os.open(table, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # unbuffered: every error is seen here
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(text.getvalue().encode())
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as e:
+                os.ftruncate(fd, start)
+                raise OSError(
+                    f"could not append the run's row to {table} ({e.strerror or e}); the table is left as it was: free "
+                    "disk space and run again (the run is not trained again; its row is added then)"
+                ) from None
+        finally:
+            os.close(fd)
 
 # %% ../../nbs/04c_training.results_table.ipynb #18604aae
 def read_results(table) -> list[dict]:
     "The rows of a results table; a run listed twice keeps its last row."
     with open(table, newline='') as f:
         rows = list(csv.DictReader(f))
-    return list({r['run_id']: r for r in rows}.values())
+    whole = [
+        r for r in rows if None not in r and None not in r.values()
+    ]  # a row cut short or glued to another: left out
+    if len(whole) < len(rows):
+        print(f"warning: {table}: {len(rows) - len(whole)} damaged row(s) left out", file=sys.stderr)
+    return list({r['run_id']: r for r in whole}.values())
 
 # %% ../../nbs/04c_training.results_table.ipynb #58481d9f
 def collect_results(root, table=None) -> Path:

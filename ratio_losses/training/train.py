@@ -31,7 +31,7 @@ from ratio_losses.training.checkpoints import (
     save_checkpoint,
 )
 from .checkpoints import versions, weights_digest, write_json
-from .results_table import append_result, result_row
+from .results_table import append_result, check_table, read_results, result_row
 from ..collapse import collapse_reason, predicted_share
 from ..core import atomic_path, check_writable, numerics_info, pin_numerics, seed_everything
 from .schedules import LRFactor
@@ -63,9 +63,11 @@ def _log(msg: str, rank: int):
 
 # %% ../../nbs/04j_training.train.ipynb #3e714a10
 def prepare_config(config: RunConfig | dict, overrides: dict) -> RunConfig:
-    "The checked config of a run, with `overrides` replacing its keys."
+    "The checked config of a run, with `overrides` replacing its keys (`iterations` alone replaces `epochs`)."
     if isinstance(config, dict):
         return config_from_dict({**config, **overrides})
+    if overrides.get('iterations') is not None and 'epochs' not in overrides:
+        overrides = {**overrides, 'epochs': None}
     return check_config(dataclasses.replace(config, **overrides))
 
 # %% ../../nbs/04j_training.train.ipynb #36c44f8b
@@ -108,13 +110,41 @@ def run_place(c: RunConfig, rank: int) -> RunPlace:
     table = Path(c.results_table) if c.results_table else (out if temporary else out.parent) / 'results.csv'
     return RunPlace(out, out / 'record.json', out / 'checkpoint.pt', table)
 
+# %% ../../nbs/04j_training.train.ipynb #8a1ce60a
+def _same_device_type(path, recorded, device) -> None:
+    """A record or checkpoint made on another device type (cpu, cuda, mps) is not this run: the same settings give
+    other bits there. A one-line error naming both (the run id does not hold the device, so committed ids stand)."""
+    if device is None or not recorded:
+        return
+    was = torch.device(recorded).type if isinstance(recorded, str) else str(recorded)
+    if was != torch.device(device).type:
+        raise ValueError(
+            f"{path} is this run's on a {was} device, and this run is on {torch.device(device).type}: runs of one "
+            "config on different device types are different runs (their bits differ). Use another out_dir (or runs "
+            "root), or run on the same device type"
+        )
+
+# %% ../../nbs/04j_training.train.ipynb #a2feb535
+def _rows_of(table) -> list[dict]:
+    "The rows of a results table ([] where there is none or it cannot be read)."
+    try:
+        return read_results(table)
+    except (OSError, ValueError):
+        return []
+
 # %% ../../nbs/04j_training.train.ipynb #f630d247
-def previous_record(place: RunPlace, ident: dict, rank: int) -> dict | None:
-    "The record of this very run if `out_dir` holds it (it is not trained again); one of other settings is an error."
+def previous_record(place: RunPlace, ident: dict, rank: int, device: torch.device | None = None) -> dict | None:
+    """The record of this very run if `out_dir` holds it (it is not trained again, and its row is added to the table if
+    the table lacks it); one of other settings, or of the same settings on another device type, is an error."""
     old = read_record(place.record)
     if old is None:
         return None
+    if not isinstance(old.get('config'), dict):
+        raise ValueError(f"{place.record} is not a record of ratio_losses (no config mapping); move it aside")
+    _same_device_type(place.record, old.get('device'), device)
     if config_identity(old['config']) == ident:
+        if rank == 0 and old.get('run_id') not in {r.get('run_id') for r in _rows_of(place.table)}:
+            append_result(place.table, result_row(old, place.record))  # a row lost to a full disk, added now
         _log(f"{place.out}: {old['status']} already; not trained again", rank)
         return old
     raise ValueError(
@@ -123,7 +153,7 @@ def previous_record(place: RunPlace, ident: dict, rank: int) -> dict | None:
     )
 
 # %% ../../nbs/04j_training.train.ipynb #96418368
-def resumable_checkpoint(place: RunPlace, c: RunConfig, ident: dict) -> dict | None:
+def resumable_checkpoint(place: RunPlace, c: RunConfig, ident: dict, device=None) -> dict | None:
     """The checkpoint to resume from, if `out_dir` holds one (with `resume=False` it is deleted instead); a checkpoint
     written for other settings is an error."""
     if not place.checkpoint.exists():
@@ -132,6 +162,8 @@ def resumable_checkpoint(place: RunPlace, c: RunConfig, ident: dict) -> dict | N
         place.checkpoint.unlink()
         return None
     ckpt = load_checkpoint(place.checkpoint)
+    if ckpt is not None:
+        _same_device_type(place.checkpoint, ckpt.get('device'), device)
     if ckpt is not None and ckpt['identity'] != ident:
         raise ValueError(
             f"out_dir={str(place.out)!r} holds a checkpoint of a run with other settings: "
@@ -295,6 +327,7 @@ def save_epoch_checkpoint(run: TrainingRun):
             run.place.checkpoint,
             {
                 'identity': run.ident,
+                'device': str(run.device),
                 'config': dataclasses.asdict(run.config),
                 'epoch': run.history[-1]['epoch'],
                 'model': run.model.state_dict(),
@@ -450,10 +483,12 @@ def run_training(config: RunConfig | dict, **overrides) -> dict:
     rank, world, device = distributed_context(c.device)
     check_sync_batchnorm(c, world, device)
     place, ident = run_place(c, rank), config_identity(c)
-    done = previous_record(place, ident, rank)
+    done = previous_record(place, ident, rank, device)
     if done is not None:
         return done
-    ckpt = resumable_checkpoint(place, c, ident)
+    if rank == 0:
+        check_table(place.table)  # another table's header is found now, not after the training
+    ckpt = resumable_checkpoint(place, c, ident, device)
     set_backends(c, device)
     run = start_run(c, place, ident, ckpt, device, rank, world, t0)
     te, diverged = train_epochs(run)

@@ -51,7 +51,8 @@ def test_parallel_writers_append_whole_rows(tmp_path):
 def test_defaults_live_in_one_place():
     """RunConfig and Launcher hold every default. The experiment notebook's parameters cell (a literal, for papermill and
     its readers) repeats RunConfig's exactly, key for key; the CLI leaves every run-config and launcher option unset (None)
-    so the dataclasses decide, and the defaults its help quotes are theirs."""
+    so the dataclasses decide (`train` sets three of its own, TRAIN_DEFAULTS), and the defaults its help quotes are
+    the ones it uses."""
     import ast
     import dataclasses
     from ratio_losses.cli import parser
@@ -66,9 +67,12 @@ def test_defaults_live_in_one_place():
                                 if params.get(k) != defaults.get(k)}
     p = parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+    from ratio_losses.cli import TRAIN_DEFAULTS
     for command, cls in (('train', RunConfig), ('sweep', Launcher)):
         fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                   for f in dataclasses.fields(cls)}
+        if command == 'train':
+            fields.update(TRAIN_DEFAULTS)   # `train`'s own defaults (Fashion-MNIST, 1 epoch, batch 128), which its help quotes
         for a in sub[command]._actions:
             if a.dest in fields and not isinstance(a, argparse._StoreTrueAction):
                 assert a.default is None, f'{command} --{a.dest}: the CLI sets its own default {a.default!r}'
@@ -89,3 +93,37 @@ def test_the_citation_names_this_version_and_the_four_papers():
     readme = (ROOT/'README.md').read_text()
     cite = readme[readme.index('## Cite'):]
     assert f"title  = {{{cff['title']}}}" in cite and f"Version {cff['version']}" in cite
+
+
+def _cells(line: str) -> int:
+    "The cells of a Markdown table row: `|` outside code spans and not escaped."
+    n, code, prev = 0, False, ''
+    for ch in line.strip().strip('|'):
+        if ch == '`':
+            code = not code
+        elif ch == '|' and not code and prev != '\\':
+            n += 1
+        prev = ch
+    return n + 1
+
+
+def test_every_markdown_table_has_as_many_cells_in_each_row_as_in_its_header():
+    "A row with a cell too many or too few renders shifted (or not at all): the README, the docs pages, the report."
+    bad = []
+    pages = [ROOT/'README.md', ROOT/'CHANGELOG.md', ROOT/'figures'/'REPORT.md', *sorted((ROOT/'docs'/'pages').glob('*.md')),
+             *sorted((ROOT/'configs').rglob('*.md'))]
+    for page in pages:
+        lines, fence = page.read_text().splitlines(), False
+        block: list[tuple[int, str]] = []
+        for i, line in enumerate(lines + [''], 1):
+            if line.startswith('```'):
+                fence = not fence
+            if not fence and line.startswith('|'):
+                block.append((i, line))
+                continue
+            if len(block) >= 2:
+                want = _cells(block[0][1])
+                bad += [f'{page.relative_to(ROOT)}:{j}: {_cells(l)} cells, the header has {want}'
+                        for j, l in block[1:] if _cells(l) != want]
+            block = []
+    assert not bad, '\n'.join(bad)
