@@ -435,9 +435,10 @@ def run_points(
     except submitit.core.utils.FailedJobError as e:  # the scheduler refused the submission: say what it said
         for _, config in todo:
             release_claim(config['out_dir'], owner)
-        said = [line.strip() for line in str(e).splitlines() if 'error' in line.lower()] or str(e).splitlines()[-1:]
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        said = [line for line in lines if line.startswith('sbatch:') or 'error' in line.lower()] or lines[-1:]
         raise ValueError(
-            f"{L.executor} refused the jobs: {said[-1] if said else e}; check --partition, --account, --qos, "
+            f"{L.executor} refused the jobs: {said[0] if said else e}; check --partition, --account, --qos, "
             "--time-min and --sbatch (or the preset's launcher)"
         ) from None
     return results

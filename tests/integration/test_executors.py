@@ -153,6 +153,19 @@ def test_no_wait_status_cancel_and_rerun(slurm, tmp_path):
     assert done.returncode == 0 and done.stdout.count('done     tiny: ') == 2, done.stdout + done.stderr
 
 
+def test_a_submission_the_scheduler_refuses_is_one_line(slurm, tmp_path):
+    "An unknown partition or a bad --sbatch option: one line naming what sbatch said, no claim left behind."
+    preset = _preset(tmp_path)
+    for extra, said in ((['--partition', 'no_such_partition'], 'partition'), (['--sbatch', 'no-such-option=1'], 'option')):
+        r = subprocess.run([EXE, 'sweep', str(preset), '--executor', 'slurm', '--runs-root', str(tmp_path/'runs'), *extra],
+                           env=slurm, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+        (line,) = [l for l in r.stderr.splitlines() if l.startswith('error: ')]
+        assert line.startswith('error: slurm refused the jobs: ') and said in line.lower() and '--partition' in line, line
+        points = expand_sweep(yaml.safe_load(preset.read_text()), 'cpu', tmp_path/'runs')
+        assert all(read_claim(q.run_dir) is None for q in points)
+
+
 def test_ctrl_c_cancels_the_jobs_and_fails_no_point(slurm, tmp_path):
     preset = _preset(tmp_path, fixed={'iterations': None, 'epochs': 200})
     p = subprocess.Popen([EXE, 'sweep', str(preset), '--executor', 'slurm', '--runs-root', str(tmp_path/'runs'),
