@@ -16,3 +16,13 @@ def run_cli(*args) -> SimpleNamespace:
         except SystemExit as e:  # argparse's usage errors exit with 2
             code = e.code if isinstance(e.code, int) else 1
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def like_a_terminal():
+    """`preexec_fn` for a command a test interrupts with SIGINT: SIGINT at its default disposition and unblocked, as an
+    interactive shell starts a command. A test run started in the background by a non-interactive shell (`make test &`,
+    nohup) ignores SIGINT, and exec keeps an ignored signal ignored: without this, Ctrl-C would never reach the command
+    under test there (measured: every xdist worker of such a run had SIGINT at SIG_IGN)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -20,6 +20,7 @@ from ratio_losses.sweeps.locks import read_claim
 from ratio_losses.sweeps.presets import expand_sweep
 from ratio_losses.sweeps.sweep import run_sweep
 from ratio_losses.training import read_results
+from clirun import like_a_terminal
 
 pytestmark = pytest.mark.kernel
 
@@ -170,7 +171,7 @@ def test_ctrl_c_cancels_the_jobs_and_fails_no_point(slurm, tmp_path):
     preset = _preset(tmp_path, fixed={'iterations': None, 'epochs': 200})
     p = subprocess.Popen([EXE, 'sweep', str(preset), '--executor', 'slurm', '--runs-root', str(tmp_path/'runs'),
                           '--cpus', '1', '--cancel-on-interrupt'], env=slurm, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     points = expand_sweep(yaml.safe_load(preset.read_text()), 'cpu', tmp_path/'runs')
     claims = _wait_for(lambda: all((read_claim(q.run_dir) or {}).get('slurm_job') for q in points)
                        and [read_claim(q.run_dir)['slurm_job'] for q in points], 60, 'the jobs to be submitted')
@@ -240,7 +241,7 @@ def test_two_sweeps_at_once_train_each_point_once(tmp_path):
 def test_local_ctrl_c_is_an_interrupt_not_a_failure(tmp_path):
     preset = _preset(tmp_path, fixed={'iterations': None, 'epochs': 200}, grid={'objective': [{'ce': {}}]})
     p = subprocess.Popen([EXE, 'sweep', str(preset), '--runs-root', str(tmp_path/'runs'), '--cancel-on-interrupt'],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     point = expand_sweep(yaml.safe_load(preset.read_text()), 'cpu', tmp_path/'runs')[0]
     _wait_for(lambda: (point.run_dir/'notebook.running.ipynb').exists(), 120, 'the kernel to start')
     family = psutil.Process(p.pid).children(recursive=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import like_a_terminal
 
 pytestmark = pytest.mark.process
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,7 +236,7 @@ def test_status_marks_a_damaged_record_and_lists_the_others(tmp_path):
 
 def test_ctrl_c_of_train_is_one_line_not_a_traceback(tmp_path):
     p = subprocess.Popen([str(EXE), 'train', '--dataset', 'digits', '--epochs', '500', '--out-dir', str(tmp_path/'run')],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     end = time.time() + 120
     while time.time() < end and not (tmp_path/'run'/'checkpoint.pt').exists():
         time.sleep(0.2)
