@@ -46,7 +46,7 @@ help:
 	@echo "make figures SCALE=full   the same for the full scale (-> figures/full/)"
 	@echo "make resume-full the missing full-scale points, trained from the newest commit results/full/COMMITS lists"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
-	@echo "make test        lint, notebooks clean + package in sync, notebook tests, the fast pytest tiers (14-16 min on 2 cores)"
+	@echo "make test        lint, notebooks clean + package in sync, notebook tests, the fast pytest tiers (16-19 min on 2 cores)"
 	@echo "make test-all    make test + the Slurm, browser (docs site) and double-run determinism tiers (CI)"
 	@echo "make smoke       every distinct paper-scale configuration for two steps on fixture data, CPU (~20 min)"
 	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, executors, the cost of pinned CPU kernels)"
