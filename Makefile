@@ -2,7 +2,7 @@
 #   make reproduce   the CPU reproduction profile: every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)
 #   make reproduce SCALE=full   the full-data scale (all of Fashion-MNIST, 6 seeds; hours): resumes the records of results/
 #   make test        lint, notebooks clean and in sync with the package, the notebooks' tests, the fast pytest tiers
-#   make test-all    make test and the Slurm, browser and determinism tiers (what .ci/run runs)
+#   make test-all    make test and the Slurm, browser, determinism and GPU-kit tiers (what .ci/run runs)
 # Both bootstrap what they need (a .venv with pinned torch, the package, a Jupyter kernel, Fashion-MNIST)
 # and reuse it on the next run.
 
@@ -37,7 +37,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup check-citation venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest test-all reproduce quick bench bench-gpu clean-venv
+.PHONY: help setup check-citation venv data slurm browser docs lab smoke smoke-test figures resume-full test check-clean check-export lint nbdev-test nbdev-test-slow pytest test-all reproduce quick bench bench-gpu gpu-kit clean-venv
 
 help:
 	@echo "make reproduce   every preset of configs/ at cpu scale on Fashion-MNIST, then the figures (406 trainings)"
@@ -47,10 +47,11 @@ help:
 	@echo "make resume-full the missing full-scale points, trained from the newest commit results/full/COMMITS lists"
 	@echo "make quick       one epoch of the small CNN on Fashion-MNIST (~1 min)"
 	@echo "make test        lint, notebooks clean + package in sync, notebook tests, the fast pytest tiers (16-19 min on 2 cores)"
-	@echo "make test-all    make test + the Slurm, browser (docs site) and double-run determinism tiers (CI)"
+	@echo "make test-all    make test + the Slurm, browser (docs site), double-run determinism and GPU-kit tiers (CI)"
 	@echo "make smoke       every distinct paper-scale configuration for two steps on fixture data, CPU (~20 min)"
 	@echo "make bench       benchmarks/ (data pipeline, losses, trainer, executors, the cost of pinned CPU kernels)"
 	@echo "make bench-gpu   benchmarks/gpu.py on a GPU machine (PYTHON=its python; the trainer, the pipeline, the losses)"
+	@echo "make gpu-kit     gpu-kit/ (<= 64 MiB): wheels, Fashion-MNIST and run.sh, to run the gpu scale on a bare GPU host"
 	@echo "make docs        the documentation site from the notebooks and the committed figures -> _docs/ (offline)"
 	@echo "make lab         JupyterLab on nbs/ with the project's kernel"
 	@echo "make setup       only create .venv and fetch the offline data"
@@ -217,14 +218,14 @@ quick: setup
 	$(BIN)/ratio-losses train --dataset fashion_mnist --epochs 1
 
 # The tiers (tests/conftest.py): `make test` runs the lint, the sync checks, the notebooks' checks and every pytest
-# tier but slurm, browser and determinism, two test processes at a time (pytest-xdist, a test file per process, so
-# the tests that share a file's fixtures share one process); `make test-all` then adds those three tiers, one test at
+# tier but slurm, browser, determinism and kit, two test processes at a time (pytest-xdist, a test file per process, so
+# the tests that share a file's fixtures share one process); `make test-all` then adds those four tiers, one test at
 # a time, and is what .ci/run runs. Both print the slowest tests (--durations).
-FAST_TIERS := not slurm and not browser and not determinism
-SLOW_TIERS := slurm or browser or determinism
+FAST_TIERS := not slurm and not browser and not determinism and not kit
+SLOW_TIERS := slurm or browser or determinism or kit
 test: setup check-clean check-export lint check-citation nbdev-test
 	@$(MAKE) --no-print-directory pytest PYTEST_MARK="$(FAST_TIERS)" PYTEST_ARGS="-n 2 --dist loadfile"
-	@echo "make test: all checks passed (the slurm, browser and determinism tiers: make test-all)"
+	@echo "make test: all checks passed (the slurm, browser, determinism and kit tiers: make test-all)"
 
 test-all: test slurm browser
 	@$(MAKE) --no-print-directory pytest PYTEST_MARK="$(SLOW_TIERS)"
@@ -301,6 +302,12 @@ bench: setup
 # GPU_BENCH_ARGS=--compile adds the torch.compile pass; benchmarks/gpu.py --quick is its CPU smoke run.
 bench-gpu:
 	$(PYTHON) benchmarks/gpu.py $(GPU_BENCH_ARGS)
+
+# gpu-kit/ (gpu/make_kit.py): the wheels a bare GPU host lacks for CPython $(GPU_KIT_PYTHONS) (x86_64, from the package
+# registry), Fashion-MNIST's four files and run.sh; carry it in beside the tree and run gpu-kit/run.sh OUT there.
+GPU_KIT_PYTHONS ?= 3.10 3.11 3.12 3.13
+gpu-kit: $(RUN_STAMP) data
+	$(PY) gpu/make_kit.py --out gpu-kit --pythons $(GPU_KIT_PYTHONS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,10 +12,15 @@ baseline timed in the same run:
 3. The tensor pipeline alone: images/s of `TensorLoader` batches (crop, flip, normalisation on the device).
 4. Losses: forward + backward of CRL, GCE (k = 15) and CC-Loss (attention of width 512) against `F.cross_entropy`
    on the same logits, at C = 100 and C = 1000, batch 512.
+5. The `gpu` scale (configs/*.yaml, scales.gpu): the trainer's images/s for each backbone those presets train, at their
+   batch, autocast and layout, on Fashion-MNIST-shaped data (1x32x32, 10 classes); then each preset's seconds per run
+   by its own rule (`presets.run_seconds`) from these rates, beside the rates its `cost` section assumes.
+   `--scale-only` runs this part alone (what gpu-kit/run.sh does before it trains).
 
 Needs torch and this package (with numpy, PyYAML, tqdm); no Jupyter stack, no dataset, no network.
 
     python benchmarks/gpu.py [--device cuda] [--compile] [--steps 40] [--batch-size 512]
+    python benchmarks/gpu.py --scale-only     # only the gpu scale's rates and cost (about a minute)
     python benchmarks/gpu.py --quick          # CPU smoke run of every path but compile (the tests run it)
 """
 import argparse
@@ -54,13 +59,15 @@ def synchronize(device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
 
-def synthetic_loader(n: int, num_classes: int, batch_size: int, device, channels_last: bool) -> TensorLoader:
-    "CIFAR-shaped uint8 images and labels made on `device`, batched with crop (padding 4) and flip there."
+def synthetic_loader(n: int, num_classes: int, batch_size: int, device, channels_last: bool,
+                     channels: int = 3) -> TensorLoader:
+    "CIFAR-shaped uint8 images (`channels` x 32 x 32) and labels made on `device`, batched with crop (padding 4) and flip there."
     g = torch.Generator(device='cpu').manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
+    images = torch.randint(0, 256, (n, channels, 32, 32), dtype=torch.uint8, generator=g).to(device)
     labels = torch.randint(0, num_classes, (n,), generator=g).to(device)
+    mean, std = (CIFAR_MEAN, CIFAR_STD) if channels == 3 else ((0.2860,), (0.3530,))
     return TensorLoader(images, labels, batch_size, seed=0, drop_last=True, crop_padding=4, hflip=True,
-                        mean=CIFAR_MEAN, std=CIFAR_STD, device=device, channels_last=channels_last)
+                        mean=mean, std=std, device=device, channels_last=channels_last)
 
 
 def minimal_loop(model, optimizer, loader, steps, device, amp):
@@ -163,6 +170,68 @@ def loss_rows(a, device):
     return rows
 
 
+def gpu_scale_presets():
+    "The presets of configs/ with a `gpu` scale that states a cost: (name, fixed run-config keys, cost, backbones)."
+    from ratio_losses.sweeps.presets import _grids, _merge, load_preset   # needs the experiments extra
+    out = []
+    for path in sorted((Path(__file__).resolve().parents[1] / 'configs').glob('*.yaml')):
+        p = load_preset(path)
+        section = (p.get('scales') or {}).get('gpu')
+        if not section or not section.get('cost'): continue
+        fixed = _merge(p.get('fixed') or {}, section.get('fixed') or {})
+        backbones = {fixed['backbone']} | {b for g in _grids(section.get('grid')) for b in g.get('backbone', [])}
+        out.append((p['name'], fixed, section['cost'], sorted(backbones)))
+    return out
+
+
+def gpu_scale_rows(a, device, presets):
+    "Per backbone of the gpu scale: the trainer's images/s (median over rounds) at the scale's batch, amp and layout."
+    rates = {}
+    for name, fixed, cost, backbones in presets:
+        for b in backbones:
+            key = (b, fixed['batch_size'], fixed.get('amp', 'none'), fixed.get('channels_last', True))
+            if key in rates: continue
+            batch = 2 if a.quick else key[1]
+            amp = 'none' if device.type == 'cpu' else key[2]
+            loader = synthetic_loader(batch * (a.steps + a.warmup), 10, batch, device, key[3], channels=1)
+            torch.manual_seed(0)
+            model = build_model(b, num_classes=10, in_channels=1).to(device)
+            if key[3]: model = model.to(memory_format=torch.channels_last)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+            loader.set_epoch(0); trainer_loop(model, opt, loader, a.warmup, device, amp, key[3])
+            got = []
+            for _ in range(a.rounds):
+                loader.set_epoch(0)
+                got.append(images_per_s(lambda: trainer_loop(model, opt, loader, a.steps, device, amp, key[3]),
+                                        a.steps, batch, device))
+            rates[key] = statistics.median(got)
+    return rates
+
+
+def print_gpu_scale(a, device):
+    try:
+        presets = gpu_scale_presets()
+    except ImportError as e:
+        print(f"\ngpu scale: skipped ({e})"); return
+    from ratio_losses.sweeps.presets import expand_sweep, run_seconds
+    rates = gpu_scale_rows(a, device, presets)
+    print(f"\ngpu scale (configs/*.yaml scales.gpu), trainer on 1x32x32 synthetic data, 10 classes:")
+    print(f"{'backbone':16} {'batch':>5} {'autocast':8} {'channels_last':13} {'img/s':>10}")
+    for (b, bs, amp, cl), r in rates.items(): print(f"{b:16} {bs:5} {amp:8} {str(cl):13} {r:10,.0f}")
+    print(f"\n{'preset':12} {'backbone':14} {'points':>6} {'assumed s/run':>13} {'measured s/run':>14} {'all points, min':>15}")
+    total = 0.0
+    for name, fixed, cost, backbones in presets:
+        points = expand_sweep(Path(__file__).resolve().parents[1] / 'configs' / f'{name}.yaml', 'gpu', '/tmp/ratio-losses-dry')
+        for b in backbones:
+            r = rates[(b, fixed['batch_size'], fixed.get('amp', 'none'), fixed.get('channels_last', True))]
+            s = run_seconds(fixed, cost['train_images'], r, cost.get('overhead_s', 0))
+            n = sum(p.config['backbone'] == b for p in points)
+            total += n * s
+            print(f"{name:12} {b:14} {n:6} {cost['seconds_per_run'][b]:13} {s:14.0f} {n * s / 60:15.1f}")
+    print(f"every gpu-scale point once (runs shared between presets counted in each): {total / 60:.0f} min"
+          + (' (CPU smoke sizes: not an estimate)' if a.quick else ''))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default='cuda')
@@ -174,6 +243,7 @@ def main():
     p.add_argument('--loss-reps', type=int, default=50)
     p.add_argument('--compile', action='store_true', help='add the torch.compile pass (compile time printed apart)')
     p.add_argument('--quick', action='store_true', help='CPU smoke run: tiny sizes, every path but compile')
+    p.add_argument('--scale-only', action='store_true', help="only the gpu scale's rates and cost per run (section 5)")
     a = p.parse_args()
     if a.quick:
         a.device, a.steps, a.warmup, a.rounds, a.batch_size, a.loss_batch, a.loss_reps, a.compile = 'cpu', 1, 1, 1, 2, 32, 2, False
@@ -186,6 +256,10 @@ def main():
           f"batch {a.batch_size}, {a.steps} steps x {a.rounds} rounds after {a.warmup}")
     if a.quick: print('(smoke run, not a measurement)')
     start = time.perf_counter()
+    if a.scale_only:
+        print_gpu_scale(a, device)
+        print(f"\ntotal {time.perf_counter() - start:.0f} s")
+        return
     print(f"\n{'backbone':16} {'autocast':8} {'channels_last':13} {'minimal img/s':>14} {'trainer img/s':>14} {'ratio':>7}")
     for b, amp, cl, m, t, r, _ in training_rows(a, device):
         print(f"{b:16} {amp:8} {str(cl):13} {m:14,.0f} {t:14,.0f} {r:6.3f}x")
@@ -198,6 +272,7 @@ def main():
     print(f"\nlosses, forward + backward, batch {a.loss_batch} (ms per call, ratio to F.cross_entropy):")
     print(f"{'C':>5} {'loss':36} {'ms':>8} {'ratio':>7}")
     for C, n, ms, r in loss_rows(a, device): print(f"{C:5} {n:36} {ms:8.3f} {r:6.2f}x")
+    print_gpu_scale(a, device)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -275,19 +275,11 @@ class LazyModule(types.ModuleType):
 
 # %% ../nbs/00_core.ipynb #18b86aa8
 EXTRAS = {
-    'experiments': (
-        'papermill',
-        'ipykernel',
-        'submitit',
-        'psutil',
-        'tensorboard',
-        'filelock',
-        'yaml',
-        'tqdm',
-        'matplotlib',
-    ),
+    'experiments': ('papermill', 'ipykernel', 'submitit', 'psutil', 'filelock', 'yaml', 'tqdm'),
     'analysis': ('scipy', 'sklearn'),
-}  # the modules of each extra of pyproject.toml, by import name
+}  # the modules each extra of pyproject.toml must give, by import name. The experiments extra also installs
+# matplotlib (the experiment notebook's curves) and tensorboard (event files); runs go without them (the GPU kit
+# carries neither): the curves are skipped, and `tensorboard: true` without it is a one-line error.
 
 
 def require_extra(who: str, *extras: str) -> None:

@@ -36,14 +36,15 @@ def pytest_addoption(parser):
 
 # The tiers (see the README's Tests): tests/unit/ runs in this process; tests/integration/ starts real processes
 # (`process`), Jupyter kernels through papermill (`kernel`), a one-node Slurm (`slurm`), the docs site in Chromium
-# (`browser`), or runs the same work twice to compare the bits (`determinism`). `make test` leaves out the last three,
-# `make test-all` runs them all.
+# (`browser`), runs the same work twice to compare the bits (`determinism`), or builds the GPU kit and runs it on a
+# torch-only environment (`kit`). `make test` leaves out the last four, `make test-all` runs them all.
 TIERS = {'unit': 'in-process tests (tests/unit/)',
          'process': 'starts Python processes (the CLI, torchrun, a killed run)',
          'kernel': 'runs Jupyter kernels through papermill (sweeps, the experiment and analysis notebooks)',
          'slurm': 'submits to a real one-node Slurm cluster (tests/slurm_cluster.py)',
          'browser': 'builds the docs site and opens it in Chromium',
-         'determinism': 'runs the same work twice (or against a committed reference) and compares the bits'}
+         'determinism': 'runs the same work twice (or against a committed reference) and compares the bits',
+         'kit': 'builds the GPU kit from the package registry and runs it in a torch-only environment (tests/torch_only.py)'}
 
 
 def pytest_configure(config):

@@ -29,7 +29,8 @@ from ..core import optional_import
 
 # %% auto #0
 __all__ = ['tvd', 'T', 'DIGITS_TEST_SIZE', 'DIGITS_SPLIT_SEED', 'MNIST_CLASSES', 'FASHION_MNIST_CLASSES', 'TensorImageDataset',
-           'read_idx', 'TensorSplit', 'load_dataset', 'load_tensors', 'compute_mean_std', 'standard_transform']
+           'read_idx', 'check_pad_to', 'pad_images', 'TensorSplit', 'load_dataset', 'load_tensors', 'compute_mean_std',
+           'standard_transform']
 
 # %% ../../nbs/01b_data.datasets.ipynb #419d8983
 DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED = 360, 0
@@ -143,6 +144,26 @@ def _idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"{folder}: the {split} split has {len(images)} images but {len(labels)} labels")
     return images, labels
 
+# %% ../../nbs/01b_data.datasets.ipynb #40a774d2
+def check_pad_to(pad_to, name: str = 'the dataset', size: int = 28) -> None:
+    "A one-line error unless `pad_to` is None or an integer of at least the images' `size`."
+    if pad_to is None:
+        return
+    if not isinstance(pad_to, (int, np.integer)) or isinstance(pad_to, bool) or pad_to < size:
+        raise ValueError(
+            f"dataset_options.pad_to={pad_to!r}: give the padded image size in pixels, an integer >= {size} "
+            f"(the size of {name}'s images), e.g. pad_to: 32"
+        )
+
+# %% ../../nbs/01b_data.datasets.ipynb #39cde77d
+def pad_images(images: torch.Tensor, pad_to: int | None) -> torch.Tensor:
+    "Images (N, C, H, W) zero-padded to `pad_to`×`pad_to`, the odd pixel (if any) on the bottom and the right."
+    if pad_to is None:
+        return images
+    check_pad_to(pad_to, size=max(images.shape[-2:]))
+    dh, dw = pad_to - images.shape[-2], pad_to - images.shape[-1]
+    return torch.nn.functional.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
 # %% ../../nbs/01b_data.datasets.ipynb #2d0f2b06
 def _idx_loader(
     name: str,
@@ -153,14 +174,16 @@ def _idx_loader(
 ):
     subdirs = ('', f'{folder}/raw', folder, name, name.replace('_', '-'))
 
-    def load(root, split, download=False):
+    def load(root, split, download=False, pad_to=None):
+        check_pad_to(pad_to, name)  # before any file is read
         try:
             found = _locate(name, root, subdirs, _idx_present, system_dirs())
         except DatasetNotFoundError:
             if not download:
                 raise
             found = Path(_torchvision_download(name, root, lambda base: get_cls()(str(base), download=True)).raw_folder)
-        return TensorImageDataset(*_idx_split(found, split), list(classes))
+        images, labels = _idx_split(found, split)
+        return TensorImageDataset(pad_images(images, pad_to), labels, list(classes))
 
     return load
 

@@ -332,6 +332,7 @@ FIXTURE_WRITERS = {
     'cifar100': write_cifar100,
     'svhn': lambda root: [write_svhn(root, s) for s in ('train', 'test')],
     'mnist': lambda root: write_idx(Path(root) / 'mnist', n_train=40, n_test=10),
+    'fashion_mnist': lambda root: write_idx(Path(root) / 'fashion_mnist', n_train=40, n_test=10, seed=1),
 }
 
 # the fixtures are not the official files: their readers are told not to check the release's checksums

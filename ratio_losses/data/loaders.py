@@ -9,7 +9,6 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..core import optional_import
 
 # %% auto #0
 __all__ = ['augment_params', 'crop_flip', 'epoch_generator', 'TensorLoader', 'stratified_subset']
@@ -139,11 +138,24 @@ class TensorLoader:
                 x = crop_flip(x, top[sl], left[sl], flip[sl], self.crop_padding)
             yield self.normalize(x), self.labels[idx]
 
+# %% ../../nbs/01a_data.loaders.ipynb #b5149bd3
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    "Per class, how many of `draws` it gets: floors of its share, the rest to the largest remainders (ties at random)."
+    share = counts / counts.sum() * draws
+    given = np.floor(share)
+    left = int(draws - given.sum())
+    for value in np.sort(np.unique(share - given))[::-1] if left > 0 else []:
+        (tied,) = np.where(share - given == value)
+        now = min(len(tied), left)
+        given[rng.choice(tied, size=now, replace=False)] += 1
+        left -= now
+        if left == 0:
+            break
+    return given.astype(int)
+
 # %% ../../nbs/01a_data.loaders.ipynb #b1148780
 def stratified_subset(labels: torch.Tensor, size: int | float, seed: int = 0) -> torch.Tensor:
     "Sorted indices of a class-stratified subset: `size` images (int) or that fraction (float in (0, 1])."
-    train_test_split = optional_import('sklearn.model_selection', 'analysis', 'a stratified subset').train_test_split
-
     n = len(labels)
     if isinstance(size, float):
         if not 0 < size <= 1:
@@ -160,5 +172,15 @@ def stratified_subset(labels: torch.Tensor, size: int | float, seed: int = 0) ->
         raise ValueError(
             f"size={size} is smaller than the number of classes ({k}); a stratified subset needs one per class"
         )
-    idx, _ = train_test_split(np.arange(n), train_size=size, stratify=labels.cpu().numpy(), random_state=seed)
+    _, inverse, counts = np.unique(labels.cpu().numpy(), return_inverse=True, return_counts=True)
+    if counts.min() < 2 or n - size < k:
+        raise ValueError(
+            f"size={size} of {n} images: a stratified subset leaves at least one image of each class out and needs "
+            f"two of each (the smallest class has {counts.min()}); use at most {n - k}, or all {n}"
+        )
+    members = np.split(np.argsort(inverse.ravel(), kind='stable'), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(seed)
+    taken = _approximate_mode(counts, size, rng)
+    _approximate_mode(counts - taken, n - size, rng)  # the held-out share: drawn, as scikit-learn draws it
+    idx = np.concatenate([m[rng.permutation(len(m))[:t]] for m, t in zip(members, taken)])
     return torch.from_numpy(np.sort(idx))

@@ -56,8 +56,12 @@ _FRESH: dict = {}  # in a kept kernel: the process-wide state as the warm-up fou
 def warm_up():
     "In a kept kernel, once: the imports a point pays for in a new kernel, then a record of the state a run may change."
     import random, warnings
+    import importlib.util
     import numpy as np, torch
-    import matplotlib.pyplot, ratio_losses.training  # noqa: F401
+    import ratio_losses.training  # noqa: F401
+
+    if importlib.util.find_spec('matplotlib'):  # optional (the GPU kit leaves it out)
+        import matplotlib.pyplot  # noqa: F401
 
     _FRESH.update(
         threads=torch.get_num_threads(),

@@ -18,7 +18,8 @@ from ..core import yaml_load
 from ..training.config import CONFIG_KEYS, config_from_dict, run_id
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'load_preset', 'SweepPoint', 'expand_sweep']
+__all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'COST_KEYS', 'load_preset', 'SweepPoint', 'run_seconds',
+           'check_cost', 'expand_sweep']
 
 # %% ../../nbs/05_sweeps.presets.ipynb #e1caafcc
 PRESET_KEYS = (
@@ -35,12 +36,13 @@ PRESET_KEYS = (
     'launcher',
     'notes',
 )
-SCALE_KEYS = ('fixed', 'grid', 'seeds', 'launcher', 'notes')
+SCALE_KEYS = ('fixed', 'grid', 'seeds', 'launcher', 'notes', 'cost')
 SCALES = (
     'cpu',
     'full',
+    'gpu',
     'paper',
-)  # cpu: a 2,000-image check; full: all of Fashion-MNIST; paper: the papers' own settings
+)  # cpu: a 2,000-image check; full: all of Fashion-MNIST; gpu: a CIFAR ResNet on it, tens of epochs; paper: theirs
 EXPERIMENT_NOTEBOOK = Path(ratio_losses.__file__).resolve().parent.parent / 'nbs' / 'experiments' / 'train.ipynb'
 
 
@@ -78,6 +80,8 @@ def load_preset(source) -> dict:
             raise ValueError(
                 f"{where}: scales.{scale}: unknown key(s) {', '.join(bad)}; valid keys: {', '.join(SCALE_KEYS)}"
             )
+        if (section or {}).get('cost') is not None:
+            check_cost(preset, scale, where)
     return preset
 
 # %% ../../nbs/05_sweeps.presets.ipynb #ad69d2fb
@@ -144,6 +148,50 @@ def _grids(grid) -> list[dict]:
         if not isinstance(g, dict) or not all(isinstance(v, list) and v for v in g.values()):
             raise ValueError(f"grid entries must map keys to non-empty lists of values; got {g!r}")
     return grids
+
+# %% ../../nbs/05_sweeps.presets.ipynb #f9ddf306
+COST_KEYS = ('train_images', 'images_per_s', 'overhead_s', 'seconds_per_run', 'basis')
+
+
+def run_seconds(config: dict, train_images: int, images_per_s: float, overhead_s: float = 0.0) -> float:
+    "Seconds one run of `config` takes at `images_per_s` training images a second (the rule above)."
+    batch = config['batch_size']
+    if config.get('iterations'):
+        steps = config['iterations']
+    else:
+        images = config['subset'] if isinstance(config.get('subset'), int) else train_images
+        steps = config['epochs'] * (images // batch)  # the last part-batch of an epoch is dropped
+    return steps * batch / images_per_s + overhead_s
+
+# %% ../../nbs/05_sweeps.presets.ipynb #47724eb8
+def check_cost(preset: dict, scale: str, where: str = 'the preset') -> dict:
+    """The `cost` section of `preset`'s `scale`, checked: every backbone of the scale's points has a rate, and each
+    `seconds_per_run` is what `run_seconds` gives (rounded to the second) for the scale's epochs and batch."""
+    cost = preset['scales'][scale]['cost']
+    at = f"{where}: scales.{scale}.cost"
+    if not isinstance(cost, dict) or set(cost) - set(COST_KEYS):
+        raise ValueError(f"{at} must be a mapping of {', '.join(COST_KEYS)}")
+    rates, said = cost.get('images_per_s'), cost.get('seconds_per_run')
+    if not isinstance(cost.get('train_images'), int) or not isinstance(rates, dict) or not isinstance(said, dict):
+        raise ValueError(
+            f"{at} needs train_images (an integer), images_per_s and seconds_per_run (mappings backbone: number)"
+        )
+    fixed = _merge(preset.get('fixed') or {}, preset['scales'][scale].get('fixed') or {})
+    backbones = {fixed.get('backbone')}
+    for g in _grids(preset['scales'][scale].get('grid', preset.get('grid'))):
+        backbones |= set(g.get('backbone', []))
+    backbones.discard(None)
+    for b in sorted(backbones):
+        if b not in rates or b not in said:
+            raise ValueError(f"{at}: backbone {b} has no images_per_s or seconds_per_run; give both")
+        want = round(run_seconds(fixed, cost['train_images'], rates[b], cost.get('overhead_s', 0)))
+        if said[b] != want:
+            raise ValueError(
+                f"{at}: seconds_per_run.{b}={said[b]} does not follow from the rule (run_seconds): "
+                f"{fixed.get('epochs')} epochs of {cost['train_images']} images at {rates[b]} images/s "
+                f"+ {cost.get('overhead_s', 0)} s = {want}; write {want}"
+            )
+    return cost
 
 # %% ../../nbs/05_sweeps.presets.ipynb #a8d9aa3d
 def expand_sweep(preset, scale: str = 'cpu', runs_root='runs') -> list[SweepPoint]:

@@ -28,8 +28,8 @@ from ..training.run_data import preflight
 from .presets import EXPERIMENT_NOTEBOOK, SweepPoint, _short, expand_sweep, load_preset
 
 # %% auto #0
-__all__ = ['select_points', 'check_runs_root', 'preflight_points', 'preset_launcher', 'jobs_folder', 'run_sweeps', 'run_sweep',
-           'point_state', 'sweep_status', 'summary_table']
+__all__ = ['select_points', 'check_runs_root', 'preflight_points', 'preset_launcher', 'jobs_folder', 'cost_text', 'run_sweeps',
+           'run_sweep', 'point_state', 'sweep_status', 'summary_table']
 
 # %% ../../nbs/05f_sweeps.sweep.ipynb #7d19d74e
 def _complete_runs(table: Path) -> dict[str, Path]:
@@ -237,6 +237,17 @@ def _copy_later(later: list[dict]):
         reused = _reuse(done[r['point'].run_id], r['point']) if r['point'].run_id in done else None
         r.update(reused or {'status': 'failed', 'error': 'the point with the same run id in this sweep did not finish'})
 
+# %% ../../nbs/05f_sweeps.sweep.ipynb #6ea28775
+def cost_text(preset: dict, scale: str, results: list[dict]) -> str:
+    """Where `preset`'s `scale` states a cost (see presets: `cost`): the time its points still to train take by that
+    estimate, as a phrase for the sweep's lines; else ''."""
+    cost = ((preset.get('scales') or {}).get(scale) or {}).get('cost')
+    todo = [r['point'] for r in results if r['status'] not in ('complete', 'diverged', 'collapsed', 'damaged')]
+    if not cost or not todo:
+        return ''
+    s = sum(cost['seconds_per_run'][p.config['backbone']] for p in todo)
+    return f"{len(todo)} to train, about {s / 60:.0f} min by the preset's cost estimate"
+
 # %% ../../nbs/05f_sweeps.sweep.ipynb #21b142e6
 def run_sweeps(
     presets,
@@ -267,6 +278,9 @@ def run_sweeps(
     if not Path(notebook).is_file():
         raise ValueError(f"notebook={notebook!r} does not exist")
     per_preset = [_point_results(p, scale, runs_root, only, dry_run) for p in presets]
+    for p, rs in zip(presets, per_preset):
+        if cost_text(p, scale, rs) and not dry_run:
+            print(f"{p['name']} ({scale}): {cost_text(p, scale, rs)}")
     if not dry_run:
         check_runs_root(runs_root)
         jobs, later = _to_train([r for rs in per_preset for r in rs], wait)
@@ -286,7 +300,10 @@ def run_sweeps(
         _copy_later(later)
     if print_summary:
         for p, rs in zip(presets, per_preset):
-            print(summary_table(rs, f"{p['name']} ({scale})" + (f': {len(rs)} points, dry run' if dry_run else '')))
+            cost = f', {cost_text(p, scale, rs)}' if dry_run and cost_text(p, scale, rs) else ''
+            print(
+                summary_table(rs, f"{p['name']} ({scale})" + (f': {len(rs)} points, dry run{cost}' if dry_run else ''))
+            )
     return per_preset
 
 # %% ../../nbs/05f_sweeps.sweep.ipynb #9f43eaed

@@ -139,12 +139,15 @@ def write_json(path, obj):
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #d5285c96
 def git_commit() -> str | None:
-    "The commit of the compendium's checkout (with '+dirty' for uncommitted changes), or None outside git."
+    """The commit of the compendium's checkout (with '+dirty' for uncommitted changes). Outside git (a copy of the
+    tree carried to a GPU host without .git): $RATIO_LOSSES_GIT_COMMIT, which gpu-kit/run.sh sets to the kit's commit
+    after checking the tree's files against it; else None."""
     here = Path(ratio_losses.__file__).resolve().parent.parent
+    fallback = os.environ.get('RATIO_LOSSES_GIT_COMMIT') or None
     try:
         sha = subprocess.run(['git', '-C', str(here), 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10)
         if sha.returncode:
-            return None
+            return fallback
         dirty = subprocess.run(
             ['git', '-C', str(here), 'status', '--porcelain', '--untracked-files=no'],
             capture_output=True,
@@ -153,7 +156,7 @@ def git_commit() -> str | None:
         ).stdout.strip()
         return sha.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
 
 # %% ../../nbs/04b_training.checkpoints.ipynb #01825568
 def weights_digest(model: nn.Module) -> str:

@@ -182,6 +182,12 @@ class EpochEvents:
     def __init__(self, folder, start_epoch: int = 0, enabled: bool = True):
         self.writer = None
         if enabled:
+            import importlib.util
+
+            if importlib.util.find_spec('tensorboard') is None:
+                raise ValueError(
+                    "tensorboard=True needs tensorboard (pip install tensorboard), or set tensorboard: false"
+                )
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(folder), purge_step=start_epoch + 1 if start_epoch else None)

@@ -5,7 +5,6 @@ and model modules import, and a subpackage that needs an extra is a one-line Imp
 The fresh environment sees this environment's torch, torchvision and numpy (and what they require) through a .pth
 file that points at a folder of links to exactly those distributions: the wheel is installed with `--no-index`, so
 pip finds every requirement there or fails."""
-import importlib.metadata as md
 import shutil
 import subprocess
 import sys
@@ -13,43 +12,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
+from torch_only import torch_only_python
 
 pytestmark = pytest.mark.process
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ('torch', 'torchvision', 'numpy')
-
-
-def _closure(names) -> set[str]:
-    "The distributions `names` need, recursively (requirements whose marker holds here, with the extras asked for)."
-    seen, todo = set(), [(n, frozenset()) for n in names]
-    while todo:
-        name, extras = todo.pop()
-        key = (name.lower().replace('_', '-'), extras)
-        if key in seen:
-            continue
-        try:
-            dist = md.distribution(name)
-        except md.PackageNotFoundError:
-            continue  # an optional requirement this environment does not have
-        seen.add(key)
-        for spec in dist.requires or []:
-            req = Requirement(spec)
-            if any(req.marker is None or req.marker.evaluate({'extra': e}) for e in ('', *extras)):
-                todo.append((req.name, frozenset(req.extras)))
-    return {name for name, _ in seen}
-
-
-def _core_site(folder: Path) -> Path:
-    "A folder of links to the files of the core's distributions in this environment, and nothing else."
-    folder.mkdir()
-    for key in _closure(CORE):
-        dist = md.distribution(key)
-        base = Path(dist.locate_file(''))
-        for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith('..')}:
-            if not (folder/top).exists() and (base/top).exists():
-                (folder/top).symlink_to(base/top)
-    return folder
 
 
 def _build_wheel(tmp: Path) -> Path:
@@ -81,12 +47,7 @@ def test_the_wheel_requires_the_core_only(wheel):
 
 
 def test_a_fresh_environment_with_only_the_core_uses_the_losses(wheel, tmp_path):
-    venv = tmp_path/'venv'   # without pip or setuptools of its own: this environment's pip installs into it
-    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=120)
-    py = venv/'bin'/'python'
-    purelib = subprocess.run([str(py), '-c', "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, 'core.pth').write_text(str(_core_site(tmp_path/'core')) + '\n')
+    py = torch_only_python(tmp_path)   # without pip or setuptools of its own: this environment's pip installs into it
     r = subprocess.run([sys.executable, '-m', 'pip', '--python', str(py), 'install', '-q', '--no-index',
                         '--disable-pip-version-check', str(wheel)],
                        capture_output=True, text=True, timeout=300)

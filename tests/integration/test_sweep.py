@@ -28,8 +28,8 @@ def test_preset_errors_name_the_key(tmp_path):
         load_preset(bad)
     with pytest.raises(ValueError, match=r"unknown key\(s\) grids; valid keys: name, title"):
         load_preset({'name': 'x', 'grids': {}})
-    with pytest.raises(ValueError, match=r"scales.gpu is unknown; valid scales: cpu, full, paper"):
-        load_preset({'name': 'x', 'scales': {'gpu': {}}})
+    with pytest.raises(ValueError, match=r"scales.tpu is unknown; valid scales: cpu, full, gpu, paper"):
+        load_preset({'name': 'x', 'scales': {'tpu': {}}})
     with pytest.raises(ValueError, match=r"unknown run-config key\(s\) learning_rate; valid keys: dataset"):
         expand_sweep({'name': 'x', 'fixed': {**TINY, 'learning_rate': 0.1}})
     with pytest.raises(ValueError, match=r"point objective=arcface, seed=0: objective="):
@@ -144,6 +144,46 @@ def test_presets_expand_at_both_scales(preset, tmp_path):
         if scale == 'cpu':
             assert len({pt.config['seed'] for pt in pts}) >= 3, 'the cpu profile has at least 3 seeds'
             assert all(pt.config['dataset'] in ('fashion_mnist', 'digits') for pt in pts)
+        if scale == 'gpu':   # the papers' regime on a carried dataset: a CIFAR ResNet, tens of epochs, on the device
+            for pt in pts:
+                c = pt.config
+                assert (c['dataset'], c['dataset_options'], c['amp'], c['channels_last']) == ('fashion_mnist', {'pad_to': 32}, 'bf16', True)
+                assert c['backbone'].startswith('msl_resnet') and c['epochs'] >= 20 and c['crop_padding'] == 4 and c['hflip']
+                assert c['device'] == 'auto' and not c['tensorboard']     # the GPU kit carries no tensorboard
+            assert len({pt.config['seed'] for pt in pts}) >= 3 and scales['gpu']['cost']['seconds_per_run']
+
+
+GPU_PRESETS = ('crl_table3', 'crl_table4', 'cc_table1', 'cc_table4', 'msl_table2', 'fg_table4')
+
+
+def test_every_headline_preset_has_a_costed_gpu_scale_of_one_recipe():
+    from ratio_losses.sweeps.presets import run_seconds
+    presets = [load_preset(CONFIGS/f'{n}.yaml') for n in GPU_PRESETS]
+    assert all('gpu' in p['scales'] for p in presets)
+    rates = {}
+    for p in presets:
+        cost = p['scales']['gpu']['cost']
+        for b, r in cost['images_per_s'].items():
+            assert rates.setdefault(b, r) == r, f"{p['name']}: one rate per backbone across the presets"
+    # CE (and every shared setting) is one run: the same run id in every preset that has it
+    ce = {pt.run_id for p in presets for pt in expand_sweep(p, 'gpu', 'unused')
+          if pt.config['objective'] == {'ce': {}} and pt.config['head'] == 'linear' and pt.config['backbone'] == 'msl_resnet20'}
+    assert len(ce) == 3   # three seeds
+    # the first table (CE, CRL, NLLR as released x 3 seeds) fits about 10 minutes by the stated cost
+    first = [pt for pt in expand_sweep(presets[1], 'gpu', 'unused')[:9]]
+    assert [pt.config['objective'] for pt in first[::3]] == [{'ce': {}}, {'crl': {'alpha': 1.5, 'beta': 1}}, {'nllr': {'form': 'released'}}]
+    cost = presets[1]['scales']['gpu']['cost']
+    first_s = sum(run_seconds(pt.config, cost['train_images'], rates['msl_resnet20'], cost['overhead_s']) for pt in first)
+    assert first_s <= 11 * 60
+    # the README's GPU paragraph gives these numbers, from the presets' costs
+    runs = {pt.run_id: p['scales']['gpu']['cost']['seconds_per_run'][pt.config['backbone']]
+            for p in presets for pt in expand_sweep(p, 'gpu', 'unused')}
+    said = ' '.join((CONFIGS.parent/'README.md').read_text().split())
+    per = cost['seconds_per_run']
+    r56 = presets[0]['scales']['gpu']['cost']['seconds_per_run']['msl_resnet56']
+    assert f"a run takes {per['msl_resnet20']} s on one H100 ({r56} s for ResNet-56)" in said
+    assert f"3 seeds each: the first 9 points of `crl_table4`) about {first_s / 60:.0f} minutes" in said
+    assert f"all {len(runs)} distinct runs about {sum(runs.values()) / 60:.0f} minutes" in said
 
 
 # --- the smoke run ------------------------------------------------------------------------------------------------
