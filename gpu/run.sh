@@ -11,7 +11,7 @@
 # 3. runs benchmarks/gpu.py --scale-only (the gpu scale's images/s and seconds per run; --full-benchmark: all of it)
 #    into OUT/benchmark.txt;
 # 4. runs the presets' gpu-scale points through `ratio-losses sweep` and the experiment notebook, as every scale runs:
-#    records, executed notebooks and checkpoints in OUT/runs/gpu/PRESET/POINT/ (--check: OUT/smoke/, fixture data).
+#    records, executed notebooks and checkpoints in OUT/runs/gpu/PRESET/POINT/ (--check: OUT/smoke/gpu/, on fixture data).
 #    --minutes N stops the sweep after N minutes as Ctrl-C does: finished points keep their records, the running one
 #    its last checkpoint, and the same command resumes.
 # Everything it prints is also in OUT/run.log. Where the host lacks something, it stops with one line saying what.
