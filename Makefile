@@ -258,12 +258,12 @@ check-export: $(DEV_STAMP)
 # ruff (ruff.toml): the library notebooks (nbs/*.ipynb, the source nbdev writes the package from) and the package:
 # syntax errors, undefined and unused names, one statement per line (no `;`) and lines of at most 120 characters. The
 # package is checked at 130 for the one line nbdev writes itself: the first line of a module's `__all__`, which nbdev
-# wraps at 120 before it puts `__all__ = ` in front. Tests, benchmarks, docs and the papermill notebooks: names and
+# wraps at 120 before it puts `__all__ = ` in front. Tests, benchmarks, gpu/, docs and the papermill notebooks: names and
 # syntax, lines of at most 140.
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check nbs/*.ipynb
 	$(BIN)/ruff check --line-length 130 ratio_losses
-	$(BIN)/ruff check --line-length 140 --extend-ignore E702,E703 tests benchmarks docs nbs/analysis nbs/experiments
+	$(BIN)/ruff check --line-length 140 --extend-ignore E702,E703 tests benchmarks gpu docs nbs/analysis nbs/experiments
 	@echo "ok: ruff finds nothing"
 
 # CITATION.cff, validated by cffconvert in a virtual environment of its own (it needs jsonschema < 4, Jupyter >= 4).

@@ -42,6 +42,7 @@ import torch                                   # noqa: E402
 import torch.nn.functional as F                # noqa: E402
 
 from ratio_losses.data.loaders import TensorLoader  # noqa: E402
+from ratio_losses.data.registry import dataset_info  # noqa: E402
 from ratio_losses.losses import build_objective  # noqa: E402
 from ratio_losses.models import build_model  # noqa: E402
 from ratio_losses.losses.cc import channel_correlation_loss  # noqa: E402
@@ -52,7 +53,9 @@ from ratio_losses.training.schedules import LRFactor  # noqa: E402
 from ratio_losses.training import train_one_epoch  # noqa: E402
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+FASHION = dataset_info('fashion_mnist')   # the gpu scale's data: its normalisation
 BACKBONES = ('cifar_resnet18', 'vgg16_bn')
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
 
 def synchronize(device):
@@ -65,7 +68,7 @@ def synthetic_loader(n: int, num_classes: int, batch_size: int, device, channels
     g = torch.Generator(device='cpu').manual_seed(0)
     images = torch.randint(0, 256, (n, channels, 32, 32), dtype=torch.uint8, generator=g).to(device)
     labels = torch.randint(0, num_classes, (n,), generator=g).to(device)
-    mean, std = (CIFAR_MEAN, CIFAR_STD) if channels == 3 else ((0.2860,), (0.3530,))
+    mean, std = (CIFAR_MEAN, CIFAR_STD) if channels == 3 else (FASHION.mean, FASHION.std)
     return TensorLoader(images, labels, batch_size, seed=0, drop_last=True, crop_padding=4, hflip=True,
                         mean=mean, std=std, device=device, channels_last=channels_last)
 
@@ -172,39 +175,38 @@ def loss_rows(a, device):
 
 def gpu_scale_presets():
     "The presets of configs/ with a `gpu` scale that states a cost: (name, fixed run-config keys, cost, backbones)."
-    from ratio_losses.sweeps.presets import _grids, _merge, load_preset   # needs the experiments extra
+    from ratio_losses.sweeps.presets import load_preset, scale_backbones   # needs the experiments extra
     out = []
-    for path in sorted((Path(__file__).resolve().parents[1] / 'configs').glob('*.yaml')):
+    for path in sorted(CONFIGS.glob('*.yaml')):
         p = load_preset(path)
-        section = (p.get('scales') or {}).get('gpu')
-        if not section or not section.get('cost'): continue
-        fixed = _merge(p.get('fixed') or {}, section.get('fixed') or {})
-        backbones = {fixed['backbone']} | {b for g in _grids(section.get('grid')) for b in g.get('backbone', [])}
-        out.append((p['name'], fixed, section['cost'], sorted(backbones)))
+        if ((p.get('scales') or {}).get('gpu') or {}).get('cost'):
+            out.append((p['name'], *scale_backbones(p, 'gpu'), p['scales']['gpu']['cost']))
     return out
 
 
+def setting(fixed: dict, backbone: str) -> tuple:
+    "What the gpu-scale rate of `backbone` depends on: (backbone, batch, autocast, channels_last)."
+    return backbone, fixed['batch_size'], fixed.get('amp', 'none'), fixed.get('channels_last', True)
+
+
 def gpu_scale_rows(a, device, presets):
-    "Per backbone of the gpu scale: the trainer's images/s (median over rounds) at the scale's batch, amp and layout."
+    "Per setting of the gpu scale: the trainer's images/s (median over rounds) at the scale's batch, amp and layout."
     rates = {}
-    for name, fixed, cost, backbones in presets:
-        for b in backbones:
-            key = (b, fixed['batch_size'], fixed.get('amp', 'none'), fixed.get('channels_last', True))
-            if key in rates: continue
-            batch = 2 if a.quick else key[1]
-            amp = 'none' if device.type == 'cpu' else key[2]
-            loader = synthetic_loader(batch * (a.steps + a.warmup), 10, batch, device, key[3], channels=1)
-            torch.manual_seed(0)
-            model = build_model(b, num_classes=10, in_channels=1).to(device)
-            if key[3]: model = model.to(memory_format=torch.channels_last)
-            opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-            loader.set_epoch(0); trainer_loop(model, opt, loader, a.warmup, device, amp, key[3])
-            got = []
-            for _ in range(a.rounds):
-                loader.set_epoch(0)
-                got.append(images_per_s(lambda: trainer_loop(model, opt, loader, a.steps, device, amp, key[3]),
-                                        a.steps, batch, device))
-            rates[key] = statistics.median(got)
+    for key in {setting(fixed, b): None for _, fixed, backbones, _ in presets for b in backbones}:
+        b, batch, amp, cl = key
+        batch = 2 if a.quick else batch
+        amp = 'none' if device.type == 'cpu' else amp
+        loader = synthetic_loader(batch * (a.steps + a.warmup), 10, batch, device, cl, channels=1)
+        torch.manual_seed(0)
+        model = build_model(b, num_classes=10, in_channels=1).to(device)
+        if cl: model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        loader.set_epoch(0); trainer_loop(model, opt, loader, a.warmup, device, amp, cl)
+        got = []
+        for _ in range(a.rounds):
+            loader.set_epoch(0)
+            got.append(images_per_s(lambda: trainer_loop(model, opt, loader, a.steps, device, amp, cl), a.steps, batch, device))
+        rates[key] = statistics.median(got)
     return rates
 
 
@@ -215,16 +217,15 @@ def print_gpu_scale(a, device):
         print(f"\ngpu scale: skipped ({e})"); return
     from ratio_losses.sweeps.presets import expand_sweep, run_seconds
     rates = gpu_scale_rows(a, device, presets)
-    print(f"\ngpu scale (configs/*.yaml scales.gpu), trainer on 1x32x32 synthetic data, 10 classes:")
+    print("\ngpu scale (configs/*.yaml scales.gpu), trainer on 1x32x32 synthetic data, 10 classes:")
     print(f"{'backbone':16} {'batch':>5} {'autocast':8} {'channels_last':13} {'img/s':>10}")
     for (b, bs, amp, cl), r in rates.items(): print(f"{b:16} {bs:5} {amp:8} {str(cl):13} {r:10,.0f}")
     print(f"\n{'preset':12} {'backbone':14} {'points':>6} {'assumed s/run':>13} {'measured s/run':>14} {'all points, min':>15}")
     total = 0.0
-    for name, fixed, cost, backbones in presets:
-        points = expand_sweep(Path(__file__).resolve().parents[1] / 'configs' / f'{name}.yaml', 'gpu', '/tmp/ratio-losses-dry')
+    for name, fixed, backbones, cost in presets:
+        points = expand_sweep(CONFIGS / f'{name}.yaml', 'gpu', '/tmp/ratio-losses-dry')
         for b in backbones:
-            r = rates[(b, fixed['batch_size'], fixed.get('amp', 'none'), fixed.get('channels_last', True))]
-            s = run_seconds(fixed, cost['train_images'], r, cost.get('overhead_s', 0))
+            s = run_seconds(fixed, cost['train_images'], rates[setting(fixed, b)], cost.get('overhead_s', 0))
             n = sum(p.config['backbone'] == b for p in points)
             total += n * s
             print(f"{name:12} {b:14} {n:6} {cost['seconds_per_run'][b]:13} {s:14.0f} {n * s / 60:15.1f}")

@@ -26,10 +26,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # this checkout's package (torch is needed to build the kit, not to run it)
+from ratio_losses.core import EXTRAS  # noqa: E402
+from ratio_losses.data.registry import DEBIAN_FASHION_MNIST, DatasetNotFoundError, _has, _locate  # noqa: E402
+
 LIMIT = 64 * 2**20
 PYTHONS = ('3.10', '3.11', '3.12', '3.13')
-# the experiments extra's modules that a sweep needs (ratio_losses.core.EXTRAS['experiments']), as distributions
-REQUIREMENTS = ('papermill', 'ipykernel', 'submitit', 'psutil', 'filelock', 'pyyaml', 'tqdm')
+# the modules a sweep needs (the experiments extra's, as `require_extra` checks them), as distributions
+REQUIREMENTS = tuple({'yaml': 'pyyaml'}.get(m, m) for m in EXTRAS['experiments'])
 HOST_PROVIDES = ('torch', 'torchvision', 'numpy', 'pillow')   # never carried: the host's own builds
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_26_x86_64', 'manylinux_2_17_x86_64',
              'manylinux2014_x86_64', 'manylinux_2_12_x86_64', 'manylinux2010_x86_64', 'manylinux_2_5_x86_64',
@@ -61,14 +65,13 @@ def download(python: str, dest: Path, cache: Path) -> list[Path]:
 
 
 def dataset_files() -> list[Path]:
-    "The four gzipped IDX files of Fashion-MNIST: in $RATIO_LOSSES_DATA (or a fashion_mnist folder in it), or Debian's."
-    import os
-    for base in [os.environ.get('RATIO_LOSSES_DATA'), '/usr/share/datasets/fashion-mnist']:
-        for sub in ('', 'fashion_mnist', 'fashion-mnist', 'FashionMNIST/raw'):
-            if base and all((Path(base)/sub/f).is_file() for f in IDX_FILES):
-                return [Path(base)/sub/f for f in IDX_FILES]
-    fail("Fashion-MNIST's four .gz files are neither in $RATIO_LOSSES_DATA nor in /usr/share/datasets/fashion-mnist "
-         "(apt-get install dataset-fashion-mnist, or the files of github.com/zalandoresearch/fashion-mnist)")
+    "The four gzipped IDX files of Fashion-MNIST, found as ratio_losses finds the dataset ($RATIO_LOSSES_DATA, Debian's)."
+    try:
+        found = _locate('fashion_mnist', None, ('', 'fashion_mnist', 'fashion-mnist', 'FashionMNIST/raw'),
+                        _has(*IDX_FILES), (DEBIAN_FASHION_MNIST,))
+    except DatasetNotFoundError as e:
+        fail(f"Fashion-MNIST's four .gz files were not found: {' '.join(str(e).split())[:400]}")
+    return [found/f for f in IDX_FILES]
 
 
 def tree_digest(out: Path) -> str:

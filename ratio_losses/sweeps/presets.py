@@ -19,7 +19,7 @@ from ..training.config import CONFIG_KEYS, config_from_dict, run_id
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'SCALE_KEYS', 'SCALES', 'EXPERIMENT_NOTEBOOK', 'COST_KEYS', 'load_preset', 'SweepPoint', 'run_seconds',
-           'check_cost', 'expand_sweep']
+           'scale_backbones', 'check_cost', 'expand_sweep']
 
 # %% ../../nbs/05_sweeps.presets.ipynb #e1caafcc
 PRESET_KEYS = (
@@ -163,6 +163,16 @@ def run_seconds(config: dict, train_images: int, images_per_s: float, overhead_s
         steps = config['epochs'] * (images // batch)  # the last part-batch of an epoch is dropped
     return steps * batch / images_per_s + overhead_s
 
+# %% ../../nbs/05_sweeps.presets.ipynb #3ceaa764
+def scale_backbones(preset: dict, scale: str) -> tuple[dict, list[str]]:
+    "The run-config keys `preset`'s `scale` fixes (its own over the preset's), and the backbones its points train."
+    section = preset['scales'][scale]
+    fixed = _merge(preset.get('fixed') or {}, section.get('fixed') or {})
+    backbones = {fixed.get('backbone')} | {
+        b for g in _grids(section.get('grid', preset.get('grid'))) for b in g.get('backbone', [])
+    }
+    return fixed, sorted(backbones - {None})
+
 # %% ../../nbs/05_sweeps.presets.ipynb #47724eb8
 def check_cost(preset: dict, scale: str, where: str = 'the preset') -> dict:
     """The `cost` section of `preset`'s `scale`, checked: every backbone of the scale's points has a rate, and each
@@ -176,12 +186,8 @@ def check_cost(preset: dict, scale: str, where: str = 'the preset') -> dict:
         raise ValueError(
             f"{at} needs train_images (an integer), images_per_s and seconds_per_run (mappings backbone: number)"
         )
-    fixed = _merge(preset.get('fixed') or {}, preset['scales'][scale].get('fixed') or {})
-    backbones = {fixed.get('backbone')}
-    for g in _grids(preset['scales'][scale].get('grid', preset.get('grid'))):
-        backbones |= set(g.get('backbone', []))
-    backbones.discard(None)
-    for b in sorted(backbones):
+    fixed, backbones = scale_backbones(preset, scale)
+    for b in backbones:
         if b not in rates or b not in said:
             raise ValueError(f"{at}: backbone {b} has no images_per_s or seconds_per_run; give both")
         want = round(run_seconds(fixed, cost['train_images'], rates[b], cost.get('overhead_s', 0)))

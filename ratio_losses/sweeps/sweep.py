@@ -28,8 +28,8 @@ from ..training.run_data import preflight
 from .presets import EXPERIMENT_NOTEBOOK, SweepPoint, _short, expand_sweep, load_preset
 
 # %% auto #0
-__all__ = ['select_points', 'check_runs_root', 'preflight_points', 'preset_launcher', 'jobs_folder', 'cost_text', 'run_sweeps',
-           'run_sweep', 'point_state', 'sweep_status', 'summary_table']
+__all__ = ['FINISHED', 'select_points', 'check_runs_root', 'preflight_points', 'preset_launcher', 'jobs_folder', 'cost_text',
+           'run_sweeps', 'run_sweep', 'point_state', 'sweep_status', 'summary_table']
 
 # %% ../../nbs/05f_sweeps.sweep.ipynb #7d19d74e
 def _complete_runs(table: Path) -> dict[str, Path]:
@@ -209,10 +209,13 @@ def _point_results(preset: dict, scale: str, runs_root, only: str | None, dry_ru
     return results
 
 # %% ../../nbs/05f_sweeps.sweep.ipynb #06e5e99b
+FINISHED = ('complete', 'diverged', 'collapsed', 'damaged')  # never trained again (a damaged record: by hand)
+
+
 def _to_train(results: list[dict], wait: bool) -> tuple[list[dict], list[dict]]:
     """The points to train, and those to copy once trained: a point whose run id (settings and seed) another preset of
     this scale has run already is copied now; one that an earlier point of this call trains waits for it."""
-    todo = [r for r in results if r['status'] not in ('complete', 'diverged', 'collapsed', 'damaged')]
+    todo = [r for r in results if r['status'] not in FINISHED]
     done = _complete_runs(Path(todo[0]['point'].config['results_table'])) if todo else {}
     jobs, later, training = [], [], set()
     for r in todo:
@@ -242,7 +245,7 @@ def cost_text(preset: dict, scale: str, results: list[dict]) -> str:
     """Where `preset`'s `scale` states a cost (see presets: `cost`): the time its points still to train take by that
     estimate, as a phrase for the sweep's lines; else ''."""
     cost = ((preset.get('scales') or {}).get(scale) or {}).get('cost')
-    todo = [r['point'] for r in results if r['status'] not in ('complete', 'diverged', 'collapsed', 'damaged')]
+    todo = [r['point'] for r in results if r['status'] not in FINISHED]
     if not cost or not todo:
         return ''
     s = sum(cost['seconds_per_run'][p.config['backbone']] for p in todo)
@@ -278,9 +281,10 @@ def run_sweeps(
     if not Path(notebook).is_file():
         raise ValueError(f"notebook={notebook!r} does not exist")
     per_preset = [_point_results(p, scale, runs_root, only, dry_run) for p in presets]
-    for p, rs in zip(presets, per_preset):
-        if cost_text(p, scale, rs) and not dry_run:
-            print(f"{p['name']} ({scale}): {cost_text(p, scale, rs)}")
+    costs = [cost_text(p, scale, rs) for p, rs in zip(presets, per_preset)]
+    for p, cost in zip(presets, costs):
+        if cost and not dry_run:
+            print(f"{p['name']} ({scale}): {cost}")
     if not dry_run:
         check_runs_root(runs_root)
         jobs, later = _to_train([r for rs in per_preset for r in rs], wait)
@@ -299,8 +303,8 @@ def run_sweeps(
         )
         _copy_later(later)
     if print_summary:
-        for p, rs in zip(presets, per_preset):
-            cost = f', {cost_text(p, scale, rs)}' if dry_run and cost_text(p, scale, rs) else ''
+        for p, rs, cost in zip(presets, per_preset, costs):
+            cost = f', {cost}' if dry_run and cost else ''
             print(
                 summary_table(rs, f"{p['name']} ({scale})" + (f': {len(rs)} points, dry run{cost}' if dry_run else ''))
             )

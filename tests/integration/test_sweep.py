@@ -170,7 +170,7 @@ def test_every_headline_preset_has_a_costed_gpu_scale_of_one_recipe():
           if pt.config['objective'] == {'ce': {}} and pt.config['head'] == 'linear' and pt.config['backbone'] == 'msl_resnet20'}
     assert len(ce) == 3   # three seeds
     # the first table (CE, CRL, NLLR as released x 3 seeds) fits about 10 minutes by the stated cost
-    first = [pt for pt in expand_sweep(presets[1], 'gpu', 'unused')[:9]]
+    first = expand_sweep(presets[1], 'gpu', 'unused')[:9]
     assert [pt.config['objective'] for pt in first[::3]] == [{'ce': {}}, {'crl': {'alpha': 1.5, 'beta': 1}}, {'nllr': {'form': 'released'}}]
     cost = presets[1]['scales']['gpu']['cost']
     first_s = sum(run_seconds(pt.config, cost['train_images'], rates['msl_resnet20'], cost['overhead_s']) for pt in first)
